@@ -1,0 +1,40 @@
+# omni: developer entry points. `make demo` and `make test` work on a fresh Debian 12 machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: venv lab lab-down lab-status demo test unit lint bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+lab: venv
+	bash lab/lab.sh up
+
+lab-down:
+	bash lab/lab.sh down
+
+lab-status:
+	bash lab/lab.sh status
+
+demo: lab
+	bash lab/demo.sh
+
+unit: venv
+	$(VENV)/bin/pytest -m 'not lab'
+
+test: lab lint
+	OMNI_LAB_REQUIRED=1 $(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check omni tests bench windmill_scripts
+	$(VENV)/bin/mypy
+
+bench: lab
+	$(VENV)/bin/python bench/run.py

@@ -1,0 +1,1 @@
+"""The omni command line: a thin typer shell over :mod:`omni.usecases`."""

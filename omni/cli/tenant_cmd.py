@@ -1,0 +1,79 @@
+"""``omni tenant ...`` (and ``omni create-tenant``): onboard and inspect tenants."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from omni.cli.context import CliContext
+from omni.cli.progress import ConsoleProgress
+from omni.output.render import print_steps
+from omni.output.result import Result
+
+app = typer.Typer(no_args_is_help=True, help="Create, list, show and destroy tenants.")
+
+SlugArg = Annotated[str, typer.Argument(help="Tenant slug (lowercase, e.g. acme-shop).")]
+HostOpt = Annotated[str | None, typer.Option("--host", help="Host from hosts.yaml (new tenant).")]
+DomainOpt = Annotated[
+    list[str] | None,
+    typer.Option("--domain", help="Domain to serve (repeatable; the first is primary)."),
+]
+ImageOpt = Annotated[str | None, typer.Option("--image", help="Medusa image (new tenant).")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan (diffs, before -> after); change nothing.")
+]
+ExpectPlanOpt = Annotated[
+    str | None,
+    typer.Option("--expect-plan", help="Refuse to apply unless the plan has this fingerprint."),
+]
+
+
+def _create_view(result: Result, out: Console) -> None:
+    print_steps(result.steps, out)
+    data = result.data
+    fingerprint = data.get("plan_fingerprint", "")
+    if data.get("dry_run"):
+        verdict = "changes planned" if result.changed else "nothing to do"
+        out.print(f"dry run: {verdict}; plan {fingerprint}; nothing was changed")
+        return
+    if result.ok:
+        health = data.get("health", {})
+        state = "changed" if result.changed else "already up to date"
+        out.print(
+            f"tenant [bold]{data.get('tenant')}[/] on {data.get('host')}: {state}; "
+            f"{data.get('url')} healthy ({health.get('status')} in {health.get('seconds')}s)"
+        )
+
+
+def create(
+    ctx: typer.Context,
+    slug: SlugArg,
+    host: HostOpt = None,
+    domain: DomainOpt = None,
+    image: ImageOpt = None,
+    dry_run: DryRunOpt = False,
+    expect_plan: ExpectPlanOpt = None,
+) -> None:
+    """Create or converge a tenant: database, Redis, migrations, app, certificate, vhost.
+
+    Idempotent: re-running after any failure finishes the job; a converged tenant is a no-op.
+    """
+    from omni.usecases.tenant_create import CreateRequest, create_tenant
+
+    cli = CliContext.of(ctx)
+    request = CreateRequest(
+        slug=slug,
+        host=host,
+        domains=tuple(domain or ()),
+        image=image,
+        dry_run=dry_run,
+        expect_plan=expect_plan,
+    )
+    progress = ConsoleProgress(cli.err)
+    result = create_tenant(request, cli.inventory_path, progress=progress)
+    cli.render(result, _create_view)
+
+
+app.command("create")(create)

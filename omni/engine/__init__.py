@@ -1,0 +1,1 @@
+"""The convergence engine: observe -> plan (pure) -> [stop for dry-run] -> apply -> verify."""

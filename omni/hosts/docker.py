@@ -1,0 +1,328 @@
+"""A small typed facade over the docker SDK's low-level ``APIClient``.
+
+Over SSH the SDK's own ``ssh://`` cannot be used: it reads the system known_hosts and so
+cannot honour the inventory's pinned keys. Instead the client is mounted on a ``requests``
+adapter (mirroring the SDK's ``SSHHTTPAdapter``) whose HTTP connections each open one
+``docker system dial-stdio`` process through our pinned transport.
+
+No SDK object leaves this module: callers get frozen dataclasses. Container environment
+values are secrets: they never appear in reprs or exception messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from omni.errors import CommandTimeout, HostUnreachable, StepFailed
+
+if TYPE_CHECKING:
+    from omni.transport.base import Stream, Transport
+
+# Only used to build the client before the engine's API version is known; never dialled.
+_BOOTSTRAP_API_VERSION = "1.24"
+_BASE_URL = "http+docker://omni"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str  # the reference the container was created from
+    image_id: str
+    running: bool
+    status: str
+    labels: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)
+    cmd: tuple[str, ...]
+    restart_policy: str | None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: Sequence[str] | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "host"
+    restart_policy: Literal["unless-stopped"] | None = "unless-stopped"
+
+
+def _dial_stdio_adapter(open_stream: Callable[[], Stream], timeout: float) -> Any:
+    """A requests adapter whose every HTTP connection is a fresh ``dial-stdio`` stream."""
+    import requests.adapters
+    import urllib3
+    import urllib3.connection
+    import urllib3.connectionpool
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+    class StreamConnection(urllib3.connection.HTTPConnection):
+        def __init__(self, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self._omni_timeout = timeout
+
+        def connect(self) -> None:
+            sock = open_stream()
+            sock.settimeout(self._omni_timeout)
+            self.sock = sock
+
+    class StreamConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+        def __init__(self, timeout: float, maxsize: int) -> None:
+            super().__init__("localhost", timeout=timeout, maxsize=maxsize)
+            self._omni_timeout = timeout
+
+        def _new_conn(self) -> StreamConnection:
+            return StreamConnection(self._omni_timeout)
+
+        # As the SDK's SSHConnectionPool: urllib3's liveness check calls fileno(), and
+        # paramiko makes a pipe per channel on fileno(); skip it.
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = None
+            if self.pool is None:
+                raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
+            with contextlib.suppress(queue.Empty):
+                conn = self.pool.get(block=False)
+            return conn or self._new_conn()
+
+    class DialStdioAdapter(BaseHTTPAdapter):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._pool = StreamConnectionPool(timeout, maxsize=4)
+
+        def get_connection(self, url: str, proxies: object = None) -> StreamConnectionPool:
+            return self._pool
+
+        def close(self) -> None:
+            super().close()
+            self._pool.close()
+
+    assert issubclass(DialStdioAdapter, requests.adapters.HTTPAdapter)
+    return DialStdioAdapter()
+
+
+def _api_error(host: str, action: str, exc: Exception) -> StepFailed:
+    explanation = getattr(exc, "explanation", None) or type(exc).__name__
+    return StepFailed(f"host {host}: docker {action} failed: {explanation}"[:500], host=host)
+
+
+def _is_read_timeout(exc: Exception) -> bool:
+    """requests reports a timeout in a chunked body as ConnectionError(ReadTimeoutError)."""
+    from requests.exceptions import Timeout
+    from urllib3.exceptions import ReadTimeoutError
+
+    return isinstance(exc, Timeout) or any(isinstance(a, ReadTimeoutError) for a in exc.args)
+
+
+def _info(data: Mapping[str, Any]) -> ContainerInfo:
+    config = data.get("Config") or {}
+    state = data.get("State") or {}
+    restart = ((data.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or None
+    env: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return ContainerInfo(
+        id=data["Id"],
+        name=str(data.get("Name", "")).lstrip("/"),
+        image=config.get("Image", ""),
+        image_id=data.get("Image", ""),
+        running=bool(state.get("Running")),
+        status=state.get("Status", ""),
+        labels=dict(config.get("Labels") or {}),
+        env=env,
+        cmd=tuple(config.get("Cmd") or ()),
+        restart_policy=restart,
+    )
+
+
+class DockerEngine:
+    """One host's Docker engine. Methods raise ``StepFailed`` (never SDK errors)."""
+
+    def __init__(self, client: Any, host_name: str) -> None:
+        self._client = client
+        self.host = host_name
+
+    @classmethod
+    def over_transport(
+        cls, transport: Transport, host_name: str, *, cli: str, socket_path: str,
+        timeout: float = 60.0,
+    ) -> DockerEngine:
+        """Engine API over ``docker system dial-stdio`` streams of ``transport``."""
+        from docker import APIClient
+
+        argv = [cli, "-H", "unix://" + socket_path, "system", "dial-stdio"]
+        adapter = _dial_stdio_adapter(lambda: transport.open_process(argv), timeout)
+
+        def make(version: str) -> Any:
+            client = APIClient(base_url="tcp://127.0.0.1:2375", version=version, timeout=timeout)
+            client.mount(_BASE_URL, adapter)
+            client.base_url = _BASE_URL
+            return client
+
+        try:
+            api_version = make(_BOOTSTRAP_API_VERSION).version(api_version=False)["ApiVersion"]
+        except Exception as exc:
+            raise HostUnreachable(
+                f"host {host_name}: Docker engine at {socket_path} does not answer "
+                f"over dial-stdio: {type(exc).__name__}",
+                host=host_name,
+            ) from None
+        return cls(make(api_version), host_name)
+
+    @classmethod
+    def local(cls, host_name: str, *, socket_path: str, timeout: float = 60.0) -> DockerEngine:
+        from docker import APIClient
+
+        try:
+            client = APIClient(base_url="unix://" + socket_path, version="auto", timeout=timeout)
+        except Exception as exc:
+            raise HostUnreachable(
+                f"host {host_name}: Docker engine at {socket_path} does not answer: "
+                f"{type(exc).__name__}",
+                host=host_name,
+            ) from None
+        return cls(client, host_name)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The engine's version string (e.g. ``20.10.24``)."""
+        try:
+            return str(self._client.version()["Version"])
+        except Exception as exc:
+            raise _api_error(self.host, "version", exc) from None
+
+    def image_id(self, ref: str) -> str | None:
+        """The local image's id, or ``None`` when the engine has no such image."""
+        from docker.errors import NotFound
+
+        try:
+            return str(self._client.inspect_image(ref)["Id"])
+        except NotFound:
+            return None
+        except Exception as exc:
+            raise _api_error(self.host, f"inspect image {ref}", exc) from None
+
+    def images(self) -> list[str]:
+        """Every tag the engine holds (``repo:tag``)."""
+        try:
+            return sorted(
+                tag for image in self._client.images() for tag in image.get("RepoTags") or ()
+            )
+        except Exception as exc:
+            raise _api_error(self.host, "list images", exc) from None
+
+    def container(self, name: str) -> ContainerInfo | None:
+        from docker.errors import NotFound
+
+        try:
+            return _info(self._client.inspect_container(name))
+        except NotFound:
+            return None
+        except Exception as exc:
+            raise _api_error(self.host, f"inspect container {name}", exc) from None
+
+    def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]:
+        """All containers (running or not) carrying every label (``None``: any value)."""
+        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self._client.containers(all=True, filters=filters)
+        except Exception as exc:
+            raise _api_error(self.host, "list containers", exc) from None
+        infos = [self.container(c["Id"]) for c in found]
+        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
+
+    def logs(self, name: str, tail: int | Literal["all"] = 100) -> bytes:
+        try:
+            return bytes(self._client.logs(name, stdout=True, stderr=True, tail=tail))
+        except Exception as exc:
+            raise _api_error(self.host, f"logs {name}", exc) from None
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _create(self, spec: ContainerSpec, restart: str | None) -> str:
+        host_config = self._client.create_host_config(
+            network_mode=spec.network_mode,
+            restart_policy={"Name": restart} if restart else None,
+        )
+        try:
+            created = self._client.create_container(
+                image=spec.image,
+                command=list(spec.command) if spec.command is not None else None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                host_config=host_config,
+            )
+        except Exception as exc:
+            raise _api_error(self.host, f"create container {spec.name}", exc) from None
+        return str(created["Id"])
+
+    def create_and_start(self, spec: ContainerSpec) -> str:
+        """Create and start a container; returns its id. Not idempotent (name clash fails)."""
+        container_id = self._create(spec, spec.restart_policy)
+        try:
+            self._client.start(container_id)
+        except Exception as exc:
+            raise _api_error(self.host, f"start container {spec.name}", exc) from None
+        return container_id
+
+    def run_once(self, spec: ContainerSpec, timeout: float) -> tuple[int, bytes]:
+        """Run a one-off container to completion: ``(exit code, logs)``; always removed.
+
+        A leftover container of the same name (from a killed run) is removed first.
+        Raises ``CommandTimeout`` if it runs longer than ``timeout`` seconds.
+        """
+        self.remove(spec.name, force=True)
+        container_id = self._create(spec, None)
+        try:
+            try:
+                self._client.start(container_id)
+                status = self._client.wait(container_id, timeout=timeout)
+            except Exception as exc:
+                if not _is_read_timeout(exc):
+                    raise _api_error(self.host, f"run {spec.name}", exc) from None
+                raise CommandTimeout(
+                    f"host {self.host}: container {spec.name} ran over {timeout:g}s",
+                    host=self.host,
+                ) from None
+            logs = self.logs(container_id, tail="all")
+            return int(status.get("StatusCode", -1)), logs
+        finally:
+            self.remove(container_id, force=True)
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        """Stop a container; absent or already stopped is fine."""
+        from docker.errors import NotFound
+
+        try:
+            self._client.stop(name, timeout=timeout)
+        except NotFound:
+            return
+        except Exception as exc:
+            raise _api_error(self.host, f"stop {name}", exc) from None
+
+    def remove(self, name: str, force: bool = False) -> None:
+        """Remove a container; absent is fine."""
+        from docker.errors import NotFound
+
+        try:
+            self._client.remove_container(name, force=force)
+        except NotFound:
+            return
+        except Exception as exc:
+            raise _api_error(self.host, f"remove {name}", exc) from None
+
+    def rename(self, name: str, new_name: str) -> None:
+        try:
+            self._client.rename(name, new_name)
+        except Exception as exc:
+            raise _api_error(self.host, f"rename {name} to {new_name}", exc) from None

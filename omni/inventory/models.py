@@ -1,0 +1,175 @@
+"""Pydantic models for the inventory files (the trust boundary for on-disk config).
+
+``hosts.yaml`` holds the servers; ``tenants/<slug>.yaml`` one tenant each. Paths in host
+settings are paths on that server. Models are frozen: inside omni they are read-only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from omni import validation as v
+
+_ABS_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+
+
+def _check_remote_path(value: str) -> str:
+    if not _ABS_PATH.fullmatch(value) or "/../" in value + "/" or "//" in value:
+        raise ValueError("must be an absolute path of [A-Za-z0-9._/@+-] without '..'")
+    return value
+
+
+def _check_host_key(value: str) -> str:
+    parts = value.split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-sha2-")):
+        raise ValueError("must be an OpenSSH public key line: '<type> <base64> [comment]'")
+    return value
+
+
+RemotePath = Annotated[str, AfterValidator(_check_remote_path)]
+Slug = Annotated[str, AfterValidator(v.check_slug)]
+HostName = Annotated[str, AfterValidator(v.check_host_name)]
+Domain = Annotated[str, AfterValidator(v.check_domain)]
+Image = Annotated[str, AfterValidator(v.check_image)]
+Address = Annotated[str, AfterValidator(v.check_address)]
+HostKey = Annotated[str, AfterValidator(_check_host_key)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortRange(_Model):
+    start: Port
+    end: Port
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortRange:
+        if self.end < self.start:
+            raise ValueError("end must be >= start")
+        return self
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.start <= port <= self.end
+
+
+class PostgresSettings(_Model):
+    """How omni reaches the host's Postgres: through an SSH port forward to host:port."""
+
+    host: Address = "127.0.0.1"
+    port: Port = 5432
+    admin_user: str = Field(default="postgres", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # The admin password lives on the server (mode 0600), read over SSH at use time,
+    # so no database secret sits in the inventory or in CI variables.
+    admin_password_file: RemotePath = "/etc/omni/postgres-admin.password"  # noqa: S105
+    dump_dir: RemotePath = "/var/backups/omni"
+
+
+class DockerSettings(_Model):
+    socket: RemotePath = "/var/run/docker.sock"
+    cli: RemotePath = "/usr/bin/docker"
+
+
+class NginxSettings(_Model):
+    sites_dir: RemotePath = "/etc/nginx/sites-enabled"
+    test_command: list[str] = Field(default_factory=lambda: ["nginx", "-t"])
+    reload_command: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"])
+    listen_address: Address | None = None  # None: listen on all addresses
+    http_port: Port = 80
+    https_port: Port = 443
+    certs_dir: RemotePath = "/etc/omni/certs"
+
+
+class AcmeSettings(_Model):
+    directory_url: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory", pattern=r"^https://\S+$"
+    )
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    webroot: RemotePath = "/var/www/acme"
+    account_key_file: RemotePath = "/etc/omni/acme/account.json"
+    # A CA bundle (on the machine running omni) to trust the ACME server's own TLS;
+    # the lab's Pebble needs it, Let's Encrypt does not.
+    ca_bundle: str | None = None
+    renew_before_days: int = Field(default=30, ge=1, le=90)
+
+
+class HealthSettings(_Model):
+    path: str = Field(default="/health", pattern=r"^/[A-Za-z0-9._/-]*$")
+    deadline_seconds: float = Field(default=120.0, gt=0, le=1800)
+    # A CA bundle (on the machine running omni) to verify tenants' certificates with;
+    # None trusts the system store. The lab points it at Pebble's issuing root.
+    ca_bundle: str | None = None
+
+
+class Host(_Model):
+    name: HostName
+    address: Address
+    port: Port = 22
+    # "local": omni runs on this server itself (subprocess instead of SSH).
+    transport: Literal["ssh", "local"] = "ssh"
+    user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    identity: str | None = None  # private key file on the machine running omni
+    host_keys: list[HostKey] = Field(default_factory=list)
+    app_ports: PortRange = PortRange(start=9000, end=9499)
+    redis_ports: PortRange = PortRange(start=6400, end=6899)
+    bind_address: Address = "127.0.0.1"  # where tenant containers listen on the host
+    concurrency: int = Field(default=4, ge=1, le=64)
+    state_dir: RemotePath = "/var/lib/omni"
+    redis_image: Image = "redis:7-bookworm"
+    postgres: PostgresSettings = PostgresSettings()
+    docker: DockerSettings = DockerSettings()
+    nginx: NginxSettings = NginxSettings()
+    acme: AcmeSettings
+    health: HealthSettings = HealthSettings()
+
+    @model_validator(mode="after")
+    def _ssh_needs_pins(self) -> Host:
+        if self.transport == "ssh" and not self.host_keys:
+            raise ValueError("host_keys: at least one pinned key is required for ssh hosts")
+        return self
+
+    @model_validator(mode="after")
+    def _ranges_disjoint(self) -> Host:
+        if self.app_ports.start <= self.redis_ports.end and (
+            self.redis_ports.start <= self.app_ports.end
+        ):
+            raise ValueError("app_ports and redis_ports must not overlap")
+        return self
+
+
+class HostsFile(_Model):
+    version: int = Field(default=1, ge=1, le=1)
+    hosts: dict[HostName, Host]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_hosts(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("hosts"), dict):
+            data = dict(data)
+            data["hosts"] = {
+                name: ({"name": name, **body} if isinstance(body, dict) else body)
+                for name, body in data["hosts"].items()
+            }
+        return data
+
+
+class Tenant(_Model):
+    slug: Slug
+    host: HostName
+    domains: list[Domain] = Field(min_length=1, max_length=20)
+    image: Image
+    app_port: Port | None = None  # allocated on first create, then kept
+    redis_port: Port | None = None
+    migrate_command: list[str] = Field(default_factory=lambda: ["medusa", "db:migrate"])
+    env: dict[Annotated[str, AfterValidator(v.check_env_key_not_reserved)],
+              Annotated[str, AfterValidator(v.check_env_value)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_domains(self) -> Tenant:
+        if len(set(self.domains)) != len(self.domains):
+            raise ValueError("domains must not repeat")
+        return self

@@ -1,0 +1,145 @@
+"""Rendering files from the repository's ``templates/`` directory (jinja2).
+
+One environment per call site, built by :func:`environment`: templates load from
+``templates/`` at the repository root, undefined variables are errors (``StrictUndefined``),
+autoescape is off (the outputs are config files, not HTML). Rendering is deterministic: the
+same context gives the same bytes.
+
+Values that reach an nginx directive go through the ``nginx_token`` filter, which refuses
+anything that could end a directive or open a block, so no value can break out of its place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from omni import validation
+from omni.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from omni.inventory.models import Host
+    from omni.tenant.spec import TenantSpec
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+# No whitespace, quotes, ';', '{', '}', '#', '$', '\\' or control characters: a value made
+# of these characters stays one nginx token.
+_NGINX_TOKEN = re.compile(r"^[A-Za-z0-9._:/@+\-\[\]]+$")
+
+
+def nginx_token(value: object) -> str:
+    """Return ``value`` as a string if it is a safe single nginx token, else raise."""
+    text = str(value)
+    if not _NGINX_TOKEN.fullmatch(text):
+        raise InvalidInput(
+            f"refusing to render {text!r} into nginx config: not a plain token "
+            "(letters, digits and ._:/@+-[] only)",
+            field="nginx",
+        )
+    return text
+
+
+def nginx_server_name(value: object) -> str:
+    """A ``server_name`` entry: must satisfy the domain rule (no regex, wildcard or '_')."""
+    text = str(value)
+    try:
+        validation.check_domain(text)
+    except ValueError as exc:
+        raise InvalidInput(f"domain {text!r} {exc}", field="domains") from None
+    return nginx_token(text)
+
+
+def environment(templates_dir: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir or TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - config files, not HTML
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["nginx_token"] = nginx_token
+    env.filters["server_name"] = nginx_server_name
+    return env
+
+
+def render(template_name: str, *, templates_dir: Path | None = None, **context: Any) -> str:
+    """Render ``template_name`` (relative to ``templates/``) with ``context``.
+
+    Raises ``jinja2.UndefinedError`` for a missing variable, ``InvalidInput`` when a filter
+    refuses a value.
+    """
+    return environment(templates_dir).get_template(template_name).render(**context)
+
+
+VHOST_TEMPLATE = "nginx/tenant.conf.j2"
+# The exact-match location every omni vhost answers with its own digest, so a probe can
+# tell the new config is live (nginx -t does not bind ports; a reload can leave the old
+# config serving while returning 0).
+LIVE_CHECK_PATH = "/.well-known/omni-vhost"
+_DIGEST_PLACEHOLDER = "0" * 16
+
+
+def _listen(address: str | None, port: int) -> str:
+    if address is None:
+        return str(port)
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}"
+
+
+def vhost_context(spec: TenantSpec) -> dict[str, Any]:
+    nginx = spec.host.nginx
+    return {
+        "slug": spec.slug,
+        "domains": list(spec.tenant.domains),
+        "http_listen": _listen(nginx.listen_address, nginx.http_port),
+        "https_listen": _listen(nginx.listen_address, nginx.https_port),
+        "webroot": spec.host.acme.webroot,
+        "fullchain": spec.fullchain_path,
+        "privkey": spec.privkey_path,
+        "upstream": f"{_listen(spec.bind_address, spec.app_port)}",
+        "live_check_path": LIVE_CHECK_PATH,
+        "client_max_body_size": "50m",
+    }
+
+
+def render_vhost(spec: TenantSpec, *, templates_dir: Path | None = None) -> str:
+    """The tenant's nginx vhost. Deterministic; embeds a digest of its own content.
+
+    The digest (sha256 of the file rendered with a zero placeholder, 16 hex chars) is what
+    :data:`LIVE_CHECK_PATH` answers, which lets the installer prove the new file is live.
+    """
+    context = vhost_context(spec)
+    draft = render(VHOST_TEMPLATE, templates_dir=templates_dir, digest=_DIGEST_PLACEHOLDER,
+                   **context)
+    digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
+    return render(VHOST_TEMPLATE, templates_dir=templates_dir, digest=digest, **context)
+
+
+def vhost_digest(content: str) -> str | None:
+    """The digest a rendered vhost answers on :data:`LIVE_CHECK_PATH` (None if absent)."""
+    match = re.search(r"# omni-vhost-digest: ([0-9a-f]{16})\n", content)
+    return match.group(1) if match else None
+
+
+ACME_DEFAULT_TEMPLATE = "nginx/acme-default.conf.j2"
+
+
+def render_acme_default(host: Host, *, templates_dir: Path | None = None) -> str:
+    """The host's catch-all HTTP server answering ``/.well-known/acme-challenge/``.
+
+    A production host installs it once (e.g. as ``<sites_dir>/00-omni-acme.conf``) so a new
+    domain's challenge is answered before the tenant's own vhost exists.
+    """
+    nginx = host.nginx
+    return render(
+        ACME_DEFAULT_TEMPLATE,
+        templates_dir=templates_dir,
+        http_listen=_listen(nginx.listen_address, nginx.http_port),
+        webroot=host.acme.webroot,
+    )

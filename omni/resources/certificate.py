@@ -1,0 +1,160 @@
+"""The tenant's TLS certificate (resource key ``acme.certificate``).
+
+observe: facts of ``spec.fullchain_path`` (SANs, expiry, issuer, whether ``privkey.pem``
+         matches), or None when absent. Reads the private key only to compare public halves.
+plan:    pure, on ``spec.now`` and ``host.acme.renew_before_days``: CREATE when absent;
+         REPLACE when the names differ from the tenant's domains, when expiry is inside the
+         renewal window, or when the key does not match; else NOOP. So no order is placed
+         while the current certificate is valid and outside the renewal window.
+apply:   pre-flight (the challenge URL of every domain serves the webroot), one ACME order
+         through HTTP-01, then ``privkey.pem`` (0600) and ``fullchain.pem`` (0644) written
+         atomically into ``spec.cert_dir``; if the tenant's vhost exists, nginx is tested and
+         reloaded so it serves the new certificate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from omni.acme import client as acme_client
+from omni.acme.certinfo import CertState, cert_state
+from omni.acme.webroot import Webroot, preflight
+from omni.engine.step import FieldChange, Step, Verb, noop
+from omni.errors import StepFailed
+from omni.nginx import nginx_error_line
+from omni.resources.vhost import nginx_address
+
+if TYPE_CHECKING:
+    from omni.hosts.session import HostSession
+    from omni.tenant.spec import TenantSpec
+
+KEY = "acme.certificate"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _when(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plan_certificate(
+    current: CertState | None,
+    domains: tuple[str, ...] | list[str],
+    now: datetime,
+    renew_before_days: int,
+    directory_url: str,
+) -> list[Step]:
+    """The certificate's steps. Pure: same inputs, same steps."""
+    wanted = ", ".join(sorted(domains))
+    if current is None:
+        return [
+            Step(
+                resource=KEY,
+                verb=Verb.CREATE,
+                summary=f"issue certificate for {wanted} from {directory_url}",
+                changes=(
+                    FieldChange("domains", None, wanted),
+                    FieldChange("expires", None, "new certificate"),
+                ),
+            )
+        ]
+    have = ", ".join(current.domains)
+    expires = _utc(current.not_after)
+    renew_from = expires - timedelta(days=renew_before_days)
+    changes: list[FieldChange] = []
+    reasons: list[str] = []
+    if not current.parseable:
+        reasons.append("current file does not parse")
+        changes.append(FieldChange("certificate", "unparseable", "new certificate"))
+    else:
+        if tuple(sorted(domains)) != current.domains:
+            reasons.append("names changed")
+            changes.append(FieldChange("domains", have, wanted))
+        if _utc(now) >= renew_from:
+            state = "expired" if _utc(now) >= expires else "inside renewal window"
+            reasons.append(f"{state} (renew {renew_before_days} days before expiry)")
+            changes.append(FieldChange("expires", _when(expires), "renewed"))
+        if not current.key_matches:
+            reasons.append("private key missing or not matching")
+            changes.append(FieldChange("private key", "not matching", "new key"))
+    if changes:
+        return [
+            Step(
+                resource=KEY,
+                verb=Verb.REPLACE,
+                summary=f"re-issue certificate for {wanted}: {'; '.join(reasons)}",
+                changes=tuple(changes),
+                detail={"issuer": current.issuer},
+            )
+        ]
+    return [
+        noop(
+            KEY,
+            f"certificate for {wanted} valid until {_when(expires)} "
+            f"(renewal from {_when(renew_from)})",
+        )
+    ]
+
+
+@dataclass
+class CertificateResource:
+    spec: TenantSpec
+    order_deadline_seconds: float = 90.0
+    preflight_timeout: float = 10.0
+    key: str = KEY
+
+    def observe(self, session: HostSession) -> CertState | None:
+        transport = session.transport
+        fullchain = transport.read_file(self.spec.fullchain_path)
+        if fullchain is None:
+            return None
+        return cert_state(fullchain, transport.read_file(self.spec.privkey_path))
+
+    def plan(self, current: CertState | None) -> list[Step]:
+        acme = self.spec.host.acme
+        return plan_certificate(
+            current,
+            self.spec.tenant.domains,
+            self.spec.now,
+            acme.renew_before_days,
+            acme.directory_url,
+        )
+
+    def apply(self, session: HostSession, step: Step) -> None:
+        spec = self.spec
+        host = spec.host
+        transport = session.transport
+        domains = list(spec.tenant.domains)
+        preflight(
+            Webroot(transport, host.acme.webroot),
+            nginx_address(spec),
+            host.nginx.http_port,
+            domains,
+            self.preflight_timeout,
+        )
+        issued = acme_client.issue(transport, host.acme, domains, self.order_deadline_seconds)
+        transport.run(["mkdir", "-p", spec.cert_dir])
+        # Key first: a run killed in between leaves a key not matching the old chain, which
+        # the next plan sees (key_matches) and replaces.
+        transport.write_file(spec.privkey_path, issued.privkey_pem, mode=0o600)
+        transport.write_file(spec.fullchain_path, issued.fullchain_pem, mode=0o644)
+        if transport.read_file(spec.vhost_path) is not None:
+            self._reload(session)
+
+    def _reload(self, session: HostSession) -> None:
+        nginx = self.spec.host.nginx
+        transport = session.transport
+        tested = transport.run(nginx.test_command, check=False)
+        if not tested.ok:
+            raise StepFailed(
+                "certificate written but nginx config test failed, so nginx still serves the "
+                f"previous certificate: {nginx_error_line(tested)}"
+            )
+        reloaded = transport.run(nginx.reload_command, check=False)
+        if not reloaded.ok:
+            raise StepFailed(f"certificate written but nginx reload failed: "
+                             f"{nginx_error_line(reloaded)}")

@@ -1,0 +1,141 @@
+"""Long-running tenant containers (Redis, the Medusa app) and their replacement rules.
+
+A container's desired configuration is summarised in a ``omni.config-hash`` label: the
+image id, command, environment and mounted files. A different hash means replace; a
+stopped container means start. Env values are secrets: they reach Docker, never a step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from omni.engine.step import FieldChange, Step, Verb, noop
+from omni.errors import StepFailed
+
+if TYPE_CHECKING:
+    from omni.hosts.docker import ContainerInfo
+    from omni.hosts.session import HostSession
+
+CONFIG_HASH_LABEL = "omni.config-hash"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    image_id: str | None  # of the desired image reference on the host; None: not present
+    container: ContainerInfo | None
+
+
+def config_hash(
+    image_id: str,
+    command: Sequence[str] | None,
+    env: Mapping[str, str],
+    mounts: Sequence[tuple[str, str, bool]],
+    extra: str = "",
+) -> str:
+    payload = json.dumps(
+        [image_id, list(command or []), sorted(env.items()), [list(m) for m in mounts], extra]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class TenantContainer:
+    """One named container, converged to image + command + env + mounts + labels."""
+
+    key: str
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    mounts: tuple[tuple[str, str, bool], ...] = ()
+    # Hash of files the container reads through mounts: a changed file means replace.
+    mounted_content_digest: str = ""
+    restart_policy: Literal["unless-stopped"] | None = "unless-stopped"
+
+    def observe(self, session: HostSession) -> ContainerState:
+        docker = session.docker()
+        return ContainerState(
+            image_id=docker.image_id(self.image), container=docker.container(self.name)
+        )
+
+    def desired_hash(self, image_id: str) -> str:
+        return config_hash(
+            image_id, self.command, self.env, self.mounts, self.mounted_content_digest
+        )
+
+    def plan(self, current: ContainerState) -> list[Step]:
+        if current.image_id is None:
+            raise StepFailed(
+                f"{self.key}: image {self.image} is not present on the host "
+                "(no registry is configured: load or build it there first)",
+                image=self.image,
+            )
+        want = self.desired_hash(current.image_id)
+        found = current.container
+        if found is None:
+            return [
+                Step(
+                    self.key,
+                    Verb.CREATE,
+                    f"create container {self.name} from {self.image}",
+                    (
+                        FieldChange("container", None, self.name),
+                        FieldChange("image", None, self.image),
+                    ),
+                    detail={"config_hash": want},
+                )
+            ]
+        have = found.labels.get(CONFIG_HASH_LABEL)
+        if have != want:
+            changes = [FieldChange("config", have, want)]
+            if found.image_id != current.image_id:
+                changes.append(FieldChange("image", found.image, self.image))
+            return [
+                Step(
+                    self.key,
+                    Verb.REPLACE,
+                    f"replace container {self.name} (configuration changed)",
+                    tuple(changes),
+                    detail={"config_hash": want},
+                )
+            ]
+        if not found.running:
+            return [
+                Step(
+                    self.key,
+                    Verb.UPDATE,
+                    f"start container {self.name}",
+                    (FieldChange("state", found.status, "running"),),
+                    detail={"config_hash": want},
+                )
+            ]
+        return [noop(self.key, f"container {self.name} running, up to date")]
+
+    def apply(self, session: HostSession, step: Step) -> None:
+        from omni.hosts.docker import ContainerSpec
+
+        docker = session.docker()
+        image_id = docker.image_id(self.image)
+        if image_id is None:
+            raise StepFailed(f"image {self.image} is not present on the host")
+        existing = docker.container(self.name)
+        if existing is not None:
+            docker.remove(self.name, force=True)
+        labels = {**self.labels, CONFIG_HASH_LABEL: self.desired_hash(image_id)}
+        docker.create_and_start(
+            ContainerSpec(
+                name=self.name,
+                image=self.image,
+                command=list(self.command) if self.command is not None else None,
+                env=dict(self.env),
+                labels=labels,
+                network_mode="host",
+                restart_policy=self.restart_policy,
+                mounts=self.mounts,
+            )
+        )

@@ -1,0 +1,100 @@
+"""The ordered resources that make up a tenant on its host."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from omni.engine.resource import Resource
+from omni.render import render
+from omni.resources.containers import TenantContainer
+from omni.resources.files import ManagedFile
+from omni.resources.migrations import Migrations
+from omni.resources.postgres import TenantDatabase, TenantRole
+from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
+from omni.tenant.spec import TenantSpec
+
+REDIS_CONF_IN_CONTAINER = "/etc/redis/omni.conf"
+
+
+def render_env_file(spec: TenantSpec) -> str:
+    return render("medusa/medusa.env.j2", slug=spec.slug, host=spec.host.name, env=medusa_env(spec))
+
+
+def render_redis_conf(spec: TenantSpec) -> str:
+    return render(
+        "medusa/redis.conf.j2",
+        slug=spec.slug,
+        host=spec.host.name,
+        bind_address=spec.bind_address,
+        port=spec.redis_port,
+        password=spec.secrets.redis_password,
+        maxmemory=REDIS_MAXMEMORY,
+    )
+
+
+def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
+    """Role, database, files, Redis, migrations, app, certificate, vhost: in apply order."""
+    from omni.resources.certificate import Certificate
+    from omni.resources.vhost import Vhost
+
+    shown = dataclasses.replace(spec, secrets=masked_secrets())
+    redact = spec.redactor().text
+    env = medusa_env(spec)
+    env_file = render_env_file(spec)
+    redis_conf = render_redis_conf(spec)
+    return [
+        ManagedFile(
+            key="tenant.secrets",
+            path=spec.secrets_path,
+            content=spec.secrets.to_json(),
+            mode=0o600,
+            display=shown.secrets.to_json().decode(),
+        ),
+        TenantRole(role=spec.role_name, password=spec.secrets.db_password),
+        TenantDatabase(database=spec.db_name, owner=spec.role_name),
+        ManagedFile(
+            key="medusa.env",
+            path=spec.env_path,
+            content=env_file.encode(),
+            mode=0o600,
+            display=render_env_file(shown),
+        ),
+        ManagedFile(
+            key="redis.config",
+            path=spec.redis_conf_path,
+            content=redis_conf.encode(),
+            mode=0o600,
+            display=render_redis_conf(shown),
+        ),
+        TenantContainer(
+            key="redis.container",
+            name=spec.redis_container,
+            image=spec.host.redis_image,
+            command=("redis-server", REDIS_CONF_IN_CONTAINER),
+            env={},
+            labels=spec.labels("redis"),
+            mounts=((spec.redis_conf_path, REDIS_CONF_IN_CONTAINER, True),),
+            mounted_content_digest=hashlib.sha256(redis_conf.encode()).hexdigest(),
+        ),
+        Migrations(
+            container_name=spec.migrate_container,
+            image=spec.tenant.image,
+            command=tuple(spec.tenant.migrate_command),
+            env=env,
+            labels=spec.labels("migrate"),
+            marker_path=spec.migrated_marker_path,
+            redact=redact,
+        ),
+        TenantContainer(
+            key="medusa.app",
+            name=spec.app_container,
+            image=spec.tenant.image,
+            command=None,
+            env=env,
+            labels={**spec.labels("app"), "omni.image": spec.tenant.image},
+        ),
+        Certificate(spec),
+        Vhost(spec),
+    ]

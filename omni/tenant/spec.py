@@ -1,0 +1,120 @@
+"""The desired state of one tenant on its host, derived from the inventory.
+
+Everything here is pure naming and path arithmetic: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from omni.inventory.models import Host, Tenant
+from omni.redact import Redactor
+from omni.tenant.secrets import TenantSecrets
+
+# Postgres truncates identifiers at 63 bytes; slugs are at most 40 chars, so this fits.
+_DB_PREFIX = "tenant_"
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    tenant: Tenant
+    host: Host
+    secrets: TenantSecrets
+    app_port: int
+    redis_port: int
+    now: datetime  # the run's clock, injected (certificate renewal windows)
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+    @property
+    def db_name(self) -> str:
+        return _DB_PREFIX + self.slug.replace("-", "_")
+
+    @property
+    def role_name(self) -> str:
+        return self.db_name
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.host.state_dir}/tenants/{self.slug}"
+
+    @property
+    def secrets_path(self) -> str:
+        return f"{self.state_dir}/secrets.json"
+
+    @property
+    def env_path(self) -> str:
+        return f"{self.state_dir}/medusa.env"
+
+    @property
+    def redis_conf_path(self) -> str:
+        return f"{self.state_dir}/redis.conf"
+
+    @property
+    def migrated_marker_path(self) -> str:
+        return f"{self.state_dir}/migrated-image"
+
+    @property
+    def app_container(self) -> str:
+        return f"omni-{self.slug}-app"
+
+    @property
+    def redis_container(self) -> str:
+        return f"omni-{self.slug}-redis"
+
+    @property
+    def migrate_container(self) -> str:
+        return f"omni-{self.slug}-migrate"
+
+    @property
+    def vhost_path(self) -> str:
+        return f"{self.host.nginx.sites_dir}/omni-{self.slug}.conf"
+
+    @property
+    def cert_dir(self) -> str:
+        return f"{self.host.nginx.certs_dir}/{self.slug}"
+
+    @property
+    def fullchain_path(self) -> str:
+        return f"{self.cert_dir}/fullchain.pem"
+
+    @property
+    def privkey_path(self) -> str:
+        return f"{self.cert_dir}/privkey.pem"
+
+    @property
+    def primary_domain(self) -> str:
+        return self.tenant.domains[0]
+
+    @property
+    def public_url(self) -> str:
+        return f"https://{self.primary_domain}"
+
+    @property
+    def bind_address(self) -> str:
+        return self.host.bind_address
+
+    @property
+    def database_url(self) -> str:
+        pg = self.host.postgres
+        return (
+            f"postgres://{self.role_name}:{self.secrets.db_password}"
+            f"@{pg.host}:{pg.port}/{self.db_name}"
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://:{self.secrets.redis_password}@{self.bind_address}:{self.redis_port}/0"
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets.values())
+
+    def labels(self, component: str) -> dict[str, str]:
+        return {
+            "omni.managed": "true",
+            "omni.tenant": self.slug,
+            "omni.component": component,
+        }

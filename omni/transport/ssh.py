@@ -1,0 +1,400 @@
+"""SSH transport: one paramiko connection per host, host keys pinned from the inventory.
+
+Trust: the only host keys paramiko ever sees are the ``Host.host_keys`` pins, stored under
+the name paramiko looks them up by (``addr`` for port 22, ``[addr]:port`` otherwise). System
+known_hosts files are never read, agent and ``~/.ssh`` keys never tried. Key negotiation is
+restricted to the pinned key types, so the server cannot steer us to an unpinned type. Any
+other key is refused before authentication, so nothing runs on an untrusted server.
+
+Deadlines: closing an SSH channel does not kill the remote process (sshd sends no signal to
+a command without a pty), so every command runs under the remote ``timeout -k 5 T``, which
+kills its whole process group at the deadline. A local deadline (T + grace) backs it up in
+case the connection itself hangs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import posixpath
+import secrets as _secrets
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from omni.errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, StepFailed
+from omni.transport._common import (
+    TIMEOUT_EXIT_STATUSES,
+    command_failed,
+    command_timeout,
+)
+from omni.transport.base import CommandResult
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from omni.inventory.models import Host
+
+# Seconds between the remote SIGTERM and SIGKILL, and extra slack for the local deadline.
+_KILL_AFTER = 5
+_LOCAL_GRACE = _KILL_AFTER + 10
+
+# Host key algorithm names, grouped by the key type an OpenSSH public key line names.
+_ALGORITHMS_BY_KEY_TYPE: dict[str, tuple[str, ...]] = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+}
+_ALL_HOST_KEY_ALGORITHMS = tuple(
+    [a for algs in _ALGORITHMS_BY_KEY_TYPE.values() for a in algs]
+    + [f"{a}-cert-v01@openssh.com" for algs in _ALGORITHMS_BY_KEY_TYPE.values() for a in algs]
+    + ["ssh-dss", "ssh-dss-cert-v01@openssh.com"]
+)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint: ``SHA256:`` + unpadded base64 of the key blob."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """The name paramiko looks a pinned key up by."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def parse_pins(host: Host) -> list[paramiko.PKey]:
+    """The host's pinned keys as paramiko keys; a malformed pin is an inventory error."""
+    import paramiko
+
+    from omni.errors import InventoryError
+
+    keys: list[paramiko.PKey] = []
+    for index, line in enumerate(host.host_keys):
+        key_type, blob = line.split()[:2]
+        try:
+            keys.append(paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)))
+        except Exception as exc:
+            raise InventoryError(
+                f"hosts.{host.name}.host_keys[{index}]: not a usable public key ({key_type})",
+                host=host.name,
+            ) from exc
+    return keys
+
+
+def _disabled_host_key_algorithms(pins: Sequence[paramiko.PKey]) -> list[str]:
+    allowed: set[str] = set()
+    for key in pins:
+        allowed.update(_ALGORITHMS_BY_KEY_TYPE.get(key.get_name(), (key.get_name(),)))
+    return [a for a in _ALL_HOST_KEY_ALGORITHMS if a not in allowed]
+
+
+class _RejectUnpinned:
+    """Built lazily as a ``paramiko.RejectPolicy`` subclass (paramiko loads lazily)."""
+
+    @staticmethod
+    def make(host_name: str) -> paramiko.MissingHostKeyPolicy:
+        import paramiko
+
+        class RejectUnpinned(paramiko.RejectPolicy):
+            def missing_host_key(
+                self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+            ) -> NoReturn:
+                raise HostKeyMismatch(
+                    f"host {host_name}: unknown host key {key.get_name()} "
+                    f"{fingerprint(key)}; not pinned in the inventory",
+                    host=host_name,
+                    fingerprint=fingerprint(key),
+                )
+
+        return RejectUnpinned()
+
+
+class SSHTransport:
+    """The :class:`omni.transport.base.Transport` contract over one paramiko connection.
+
+    Construction connects (raises ``HostKeyMismatch``, ``AuthenticationFailed`` or
+    ``HostUnreachable``); every later channel (commands, SFTP, port forwards, processes)
+    rides on that one connection. Not for concurrent ``run`` calls from many threads on
+    the same SFTP client; channels themselves are independent.
+    """
+
+    def __init__(self, host: Host, *, connect_timeout: float = 10.0) -> None:
+        self.host = host.name
+        self._host = host
+        self._client = self._connect(host, connect_timeout)
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
+
+    # -- connection ---------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(host: Host, connect_timeout: float) -> paramiko.SSHClient:
+        import paramiko
+
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        pins = parse_pins(host)
+        client = paramiko.SSHClient()
+        # No load_system_host_keys(): the inventory is the only source of trust.
+        store = client.get_host_keys()
+        name = known_hosts_name(host.address, host.port)
+        for key in pins:
+            store.add(name, key.get_name(), key)
+        client.set_missing_host_key_policy(_RejectUnpinned.make(host.name))
+        where = f"host {host.name} ({host.user}@{host.address}:{host.port})"
+        if host.identity is None:
+            raise AuthenticationFailed(f"{where}: no identity (private key file) configured")
+        try:
+            pkey = paramiko.PKey.from_path(os.path.expanduser(host.identity))
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise AuthenticationFailed(
+                f"{where}: cannot load identity {host.identity}: {type(exc).__name__}",
+                host=host.name,
+            ) from None
+        try:
+            client.connect(
+                host.address,
+                port=host.port,
+                username=host.user,
+                pkey=pkey,
+                timeout=connect_timeout,
+                banner_timeout=connect_timeout,
+                auth_timeout=connect_timeout,
+                channel_timeout=connect_timeout,
+                look_for_keys=False,
+                allow_agent=False,
+                disabled_algorithms={"keys": _disabled_host_key_algorithms(pins)},
+            )
+        except HostKeyMismatch:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            seen = exc.key
+            raise HostKeyMismatch(
+                f"{where}: host key changed: server presented {seen.get_name()} "
+                f"{fingerprint(seen)}, which does not match the pinned key",
+                host=host.name,
+                fingerprint=fingerprint(seen),
+            ) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise AuthenticationFailed(
+                f"{where}: authentication refused for user {host.user} "
+                f"with identity {host.identity}",
+                host=host.name,
+            ) from None
+        except paramiko.ssh_exception.IncompatiblePeer as exc:
+            client.close()
+            if "host key" not in str(exc):
+                raise HostUnreachable(f"{where}: SSH negotiation failed: {exc}") from None
+            probed = _probe_host_key(host, connect_timeout)
+            detail = f"{probed.get_name()} {fingerprint(probed)}" if probed else "a key"
+            raise HostKeyMismatch(
+                f"{where}: unknown host key: server offers {detail}, "
+                "of no type pinned in the inventory",
+                host=host.name,
+                fingerprint=fingerprint(probed) if probed else None,
+            ) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            reason = str(exc) or type(exc).__name__
+            raise HostUnreachable(f"{where}: unreachable: {reason}", host=host.name) from None
+        return client
+
+    @property
+    def _transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostUnreachable(f"host {self.host}: SSH connection is closed", host=self.host)
+        return transport
+
+    def close(self) -> None:
+        """Close SFTP and the connection; idempotent."""
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        self._client.close()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        stdin: bytes | None = None,
+        check: bool = True,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
+        """Run ``argv`` under the remote ``timeout``; both streams drained concurrently."""
+        argv = tuple(argv)
+        if not argv:
+            raise ValueError("argv must not be empty")
+        command = shlex.join(["timeout", "-k", str(_KILL_AFTER), str(timeout), *argv])
+        channel = self._open_session()
+        try:
+            channel.exec_command(command)
+            stdout, stderr, status = _communicate(channel, stdin, timeout + _LOCAL_GRACE)
+        finally:
+            channel.close()
+        if status is None or status in TIMEOUT_EXIT_STATUSES:
+            raise command_timeout(self.host, argv, timeout, secrets)
+        result = CommandResult(argv, status, stdout, stderr)
+        if check and status != 0:
+            raise command_failed(self.host, argv, status, stderr, secrets)
+        return result
+
+    def _open_session(self) -> paramiko.Channel:
+        import paramiko
+
+        try:
+            return self._transport.open_session(timeout=10.0)
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostUnreachable(
+                f"host {self.host}: cannot open an SSH channel: {exc}", host=self.host
+            ) from None
+
+    # -- files --------------------------------------------------------------------------
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        with self._sftp_lock:
+            if self._sftp is None:
+                self._sftp = self._client.open_sftp()
+            return self._sftp
+
+    def read_file(self, path: str) -> bytes | None:
+        """The file's bytes, or ``None`` when it does not exist."""
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StepFailed(
+                f"host {self.host}: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Atomically replace ``path``: temp file in the same dir, chmod, write, rename."""
+        sftp = self._sftp_client()
+        directory, name = posixpath.split(path)
+        tmp = posixpath.join(directory, f".{name}.omni-tmp-{_secrets.token_hex(6)}")
+        try:
+            # Empty and chmod-ed before any byte lands, so secrets are never world-readable.
+            with sftp.open(tmp, "wbx") as handle:
+                sftp.chmod(tmp, mode)
+                handle.write(data)
+            sftp.posix_rename(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                sftp.remove(tmp)
+            raise StepFailed(
+                f"host {self.host}: cannot write {path}: {exc.strerror or exc}"
+            ) from None
+
+    def remove_file(self, path: str) -> None:
+        """Remove ``path``; absent is fine."""
+        sftp = self._sftp_client()
+        try:
+            sftp.remove(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StepFailed(
+                f"host {self.host}: cannot remove {path}: {exc.strerror or exc}"
+            ) from None
+
+    # -- streams ------------------------------------------------------------------------
+
+    def open_tcp(self, host: str, port: int, *, timeout: float = 10.0) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel to ``host:port`` as the server sees it."""
+        import paramiko
+
+        try:
+            return self._transport.open_channel(
+                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise StepFailed(
+                f"host {self.host}: cannot open a tunnel to {host}:{port}: {exc}",
+                host=self.host,
+            ) from None
+
+    def open_process(self, argv: Sequence[str]) -> paramiko.Channel:
+        """An exec channel running ``argv``; its stdin/stdout are the stream."""
+        channel = self._open_session()
+        channel.exec_command(shlex.join(argv))
+        return channel
+
+
+def _probe_host_key(host: Host, timeout: float) -> paramiko.PKey | None:
+    """Key exchange only (no auth) to learn which key an untrusted server shows."""
+    import paramiko
+
+    try:
+        sock = socket.create_connection((host.address, host.port), timeout=timeout)
+    except OSError:
+        return None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError):
+        return None
+    finally:
+        transport.close()
+
+
+def _communicate(
+    channel: paramiko.Channel, stdin: bytes | None, deadline_seconds: float
+) -> tuple[bytes, bytes, int | None]:
+    """Feed stdin and drain both streams in threads; ``None`` status on local deadline.
+
+    Threads, because paramiko stops adjusting the window of a stream nobody reads: a
+    command writing megabytes to stderr while we wait on stdout would stall forever.
+    """
+    out: list[bytes] = []
+    err: list[bytes] = []
+
+    def pump(read: Callable[[int], bytes], sink: list[bytes]) -> None:
+        try:
+            while chunk := read(65536):
+                sink.append(chunk)
+        except (OSError, EOFError):
+            pass
+
+    def feed() -> None:
+        try:
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+        except (OSError, EOFError):
+            pass
+
+    threads = [
+        threading.Thread(target=pump, args=(channel.recv, out), daemon=True),
+        threading.Thread(target=pump, args=(channel.recv_stderr, err), daemon=True),
+        threading.Thread(target=feed, daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + deadline_seconds
+    for thread in threads[:2]:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads[:2]):
+        return b"".join(out), b"".join(err), None
+    # Exit status follows the streams' EOF; wait on the event, not recv_exit_status(),
+    # which ignores channel timeouts.
+    if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
+        return b"".join(out), b"".join(err), None
+    return b"".join(out), b"".join(err), channel.recv_exit_status()

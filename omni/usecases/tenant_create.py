@@ -1,0 +1,203 @@
+"""Use case: converge one tenant on its host (``omni tenant create``).
+
+Reads the inventory, validates the request before any connection, then on the tenant's
+host: takes the tenant lock, observes and plans every resource, stops there for a dry run,
+else writes the tenant file (if new), applies the plan, re-observes (drift is a bug) and
+runs the health gate. Re-running after any failure finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from omni.engine.engine import (
+    ApplyFailed,
+    NullProgress,
+    Progress,
+    apply_plan,
+    plan_resources,
+    verify,
+)
+from omni.errors import InvalidInput, OmniError, StepFailed
+from omni.inventory.checks import cross_file_problems
+from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
+from omni.inventory.models import Tenant
+from omni.output.result import Result
+from omni.tenant.health import health_gate
+from omni.tenant.ports import allocate_ports
+from omni.tenant.resources import tenant_resources
+from omni.tenant.secrets_store import load_or_generate_secrets
+from omni.tenant.spec import TenantSpec
+
+if TYPE_CHECKING:
+    from omni.hosts.session import HostSession
+
+COMMAND = "tenant create"
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    slug: str
+    host: str | None = None
+    domains: tuple[str, ...] = ()
+    image: str | None = None
+    dry_run: bool = False
+    expect_plan: str | None = None  # refuse to apply if the plan's fingerprint differs
+
+
+def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant, bool]:
+    """The tenant to converge and whether its inventory file is new. Pure; raises
+    ``InvalidInput`` naming the CLI option and the rule."""
+    existing = inventory.tenants.get(request.slug)
+    if existing is not None:
+        conflicts = [
+            name
+            for name, given, have in (
+                ("--host", request.host, existing.host),
+                ("--image", request.image, existing.image),
+            )
+            if given is not None and given != have
+        ]
+        if request.domains and tuple(request.domains) != tuple(existing.domains):
+            conflicts.append("--domain")
+        if conflicts:
+            raise InvalidInput(
+                f"{', '.join(conflicts)}: tenant {request.slug!r} already exists in "
+                f"{inventory.tenant_file(request.slug)} with other values; edit that file "
+                "(or omit the options) to change it",
+                field=conflicts[0].lstrip("-"),
+            )
+        return existing, False
+    missing = [
+        name
+        for name, value in (
+            ("--host", request.host),
+            ("--domain", request.domains),
+            ("--image", request.image),
+        )
+        if not value
+    ]
+    if missing:
+        raise InvalidInput(
+            f"{missing[0]}: required for a new tenant ({request.slug!r} has no inventory file)",
+            field=missing[0].lstrip("-"),
+        )
+    try:
+        tenant = Tenant(
+            slug=request.slug, host=request.host, domains=list(request.domains), image=request.image
+        )
+    except ValidationError as exc:
+        raise InvalidInput(_option_error(exc), field="input") from None
+    inventory.host(tenant.host)  # unknown host -> InvalidInput naming the known ones
+    others = {slug: t for slug, t in inventory.tenants.items() if slug != tenant.slug}
+    problems = cross_file_problems(
+        inventory.hosts,
+        {**others, tenant.slug: tenant},
+        hosts_file=str(inventory.path / "hosts.yaml"),
+        file_of=lambda slug: (
+            "--domain" if slug == tenant.slug else str(inventory.tenant_file(slug))
+        ),
+    )
+    if problems:
+        raise InvalidInput(problems[0], field="domain")
+    return tenant, True
+
+
+def _option_error(exc: ValidationError) -> str:
+    line = describe_validation_error(exc)
+    for field, option in (
+        ("slug", "SLUG"),
+        ("host", "--host"),
+        ("domains", "--domain"),
+        ("image", "--image"),
+    ):
+        if line.startswith(field):
+            return option + line[len(field) :].lstrip(".0123456789")
+    return line
+
+
+def create_tenant(
+    request: CreateRequest,
+    inventory_path: Path,
+    *,
+    open_session: Callable[[Inventory, str], HostSession] | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Result:
+    """Converge the tenant; see the module docstring. Raises ``OmniError`` subclasses."""
+    progress = progress or NullProgress()
+    inventory = load_inventory(inventory_path)
+    tenant, is_new = resolve_tenant(request, inventory)
+    host = inventory.host(tenant.host)
+    session = (open_session or _open_host_session)(inventory, host.name)
+    try:
+        # A dry run takes no lock: it must leave no trace on the host, not even a lock file.
+        lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
+        with lock:
+            secrets = load_or_generate_secrets(session, host, tenant.slug)
+            app_port, redis_port = allocate_ports(session, inventory, tenant)
+            tenant = tenant.model_copy(update={"app_port": app_port, "redis_port": redis_port})
+            spec = TenantSpec(tenant, host, secrets, app_port, redis_port, now=clock())
+            redact = spec.redactor().text
+            resources = tenant_resources(spec)
+            plan = plan_resources(session, resources)
+            data = {
+                "tenant": tenant.slug,
+                "host": host.name,
+                "url": spec.public_url,
+                "domains": list(tenant.domains),
+                "app_port": app_port,
+                "redis_port": redis_port,
+                "plan_fingerprint": plan.fingerprint(),
+                "dry_run": request.dry_run,
+            }
+            if request.dry_run:
+                return Result.success(COMMAND, data=data, steps=plan.steps)
+            if request.expect_plan and request.expect_plan != plan.fingerprint():
+                raise InvalidInput(
+                    f"--expect-plan: the plan changed since it was reviewed "
+                    f"(expected {request.expect_plan}, now {plan.fingerprint()}); review it again",
+                    field="expect_plan",
+                )
+            if is_new or inventory.tenants[tenant.slug] != tenant:
+                data["inventory_file"] = str(save_tenant(inventory.path, tenant))
+            try:
+                outcomes = apply_plan(session, plan, progress, redact)
+            except ApplyFailed as exc:
+                return _failed(exc, plan.steps, data)
+            drift = verify(session, resources)
+            if drift:
+                raise StepFailed(
+                    "converge left drift (a bug in omni): "
+                    + "; ".join(f"{s.resource}: {s.summary}" for s in drift),
+                    step="verify",
+                )
+            health = health_gate(spec, progress)
+            data["health"] = health
+            changed = any(o.status == "applied" for o in outcomes)
+            return Result.success(COMMAND, data=data, steps=plan.steps, changed=changed)
+    finally:
+        session.close()
+
+
+def _open_host_session(inventory: Inventory, name: str) -> HostSession:
+    from omni.hosts.session import HostSession
+
+    return HostSession(inventory.host(name))
+
+
+def _failed(exc: ApplyFailed, steps: Sequence[object], data: dict[str, object]) -> Result:
+    applied = any(o.status == "applied" for o in exc.outcomes)
+    return Result.failure(
+        COMMAND, [exc], data=data, steps=[o.step for o in exc.outcomes], changed=applied
+    )
+
+
+__all__ = ["COMMAND", "CreateRequest", "OmniError", "create_tenant", "resolve_tenant"]

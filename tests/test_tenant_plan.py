@@ -1,0 +1,150 @@
+"""Pure planning of a tenant's files, containers and migrations (no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from omni.engine.step import Verb
+from omni.resources.containers import CONFIG_HASH_LABEL, ContainerState, TenantContainer
+from omni.resources.files import ManagedFile
+from omni.resources.migrations import Migrations, MigrationState
+from omni.tenant.ports import first_free, listening_ports
+from omni.tenant.secrets import TenantSecrets
+from tests.factories import make_host, make_secrets
+
+SECRET = "s3cr3t-value-that-must-never-show"
+
+
+def _file(content: str, display: str) -> ManagedFile:
+    return ManagedFile("medusa.env", "/srv/t/medusa.env", content.encode(), 0o600, display)
+
+
+def test_file_plan_creates_with_masked_diff() -> None:
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(None)
+    assert step.verb is Verb.CREATE
+    assert step.diff is not None and "+JWT_SECRET=********" in step.diff
+    assert SECRET not in json.dumps(step.to_dict())
+
+
+def test_file_plan_is_noop_when_bytes_match() -> None:
+    content = f"A=1\nJWT_SECRET={SECRET}\n"
+    (step,) = _file(content, "A=1\nJWT_SECRET=********\n").plan(content.encode())
+    assert step.verb is Verb.NOOP
+
+
+def test_file_plan_update_masks_unknown_old_values() -> None:
+    old = b"A=0\nOLD_TOKEN=leaked-if-shown-123456\nJWT_SECRET=" + SECRET.encode() + b"\n"
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(old)
+    assert step.verb is Verb.UPDATE
+    assert step.diff is not None
+    assert "leaked-if-shown" not in step.diff and SECRET not in step.diff
+    assert "-A=********" in step.diff and "+A=1" in step.diff
+
+
+def _container(**overrides: object) -> TenantContainer:
+    base: dict[str, object] = {
+        "key": "medusa.app",
+        "name": "omni-acme-app",
+        "image": "omni-lab/medusa:v1",
+        "command": None,
+        "env": {"JWT_SECRET": SECRET},
+        "labels": {"omni.tenant": "acme"},
+    }
+    base.update(overrides)
+    return TenantContainer(**base)  # type: ignore[arg-type]
+
+
+def _info(labels: dict[str, str], running: bool = True, image_id: str = "sha256:aaa") -> object:
+    from omni.hosts.docker import ContainerInfo
+
+    return ContainerInfo(
+        id="c1",
+        name="omni-acme-app",
+        image="omni-lab/medusa:v1",
+        image_id=image_id,
+        running=running,
+        status="running" if running else "exited",
+        labels=labels,
+        env={},
+        cmd=[],
+        restart_policy="unless-stopped",
+    )
+
+
+def test_container_plan_create_replace_start_noop() -> None:
+    c = _container()
+    want = c.desired_hash("sha256:aaa")
+    assert c.plan(ContainerState("sha256:aaa", None))[0].verb is Verb.CREATE
+    fresh = _info({CONFIG_HASH_LABEL: want})
+    assert c.plan(ContainerState("sha256:aaa", fresh))[0].verb is Verb.NOOP  # type: ignore[arg-type]
+    stale = _info({CONFIG_HASH_LABEL: "old"})
+    assert c.plan(ContainerState("sha256:aaa", stale))[0].verb is Verb.REPLACE  # type: ignore[arg-type]
+    stopped = _info({CONFIG_HASH_LABEL: want}, running=False)
+    assert c.plan(ContainerState("sha256:aaa", stopped))[0].verb is Verb.UPDATE  # type: ignore[arg-type]
+
+
+def test_container_hash_changes_with_env_and_image_but_plan_hides_env() -> None:
+    c = _container()
+    other = _container(env={"JWT_SECRET": SECRET + "x"})
+    assert c.desired_hash("sha256:aaa") != other.desired_hash("sha256:aaa")
+    assert c.desired_hash("sha256:aaa") != c.desired_hash("sha256:bbb")
+    (step,) = c.plan(ContainerState("sha256:aaa", None))
+    assert SECRET not in json.dumps(step.to_dict())
+
+
+def test_container_plan_refuses_missing_image() -> None:
+    from omni.errors import StepFailed
+
+    with pytest.raises(StepFailed, match="not present on the host"):
+        _container().plan(ContainerState(None, None))
+
+
+def _migrations() -> Migrations:
+    return Migrations(
+        container_name="omni-acme-migrate",
+        image="omni-lab/medusa:v1",
+        command=("medusa", "db:migrate"),
+        env={"JWT_SECRET": SECRET},
+        labels={},
+        marker_path="/srv/t/migrated-image",
+        redact=lambda s: s.replace(SECRET, "********"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "verb"),
+    [
+        (MigrationState("sha256:aaa", None), Verb.RUN),
+        (MigrationState("sha256:bbb", "sha256:aaa"), Verb.RUN),
+        (MigrationState("sha256:aaa", "sha256:aaa"), Verb.NOOP),
+    ],
+)
+def test_migrations_run_only_for_a_new_image(state: MigrationState, verb: Verb) -> None:
+    assert _migrations().plan(state)[0].verb is verb
+
+
+def test_listening_ports_parses_ss() -> None:
+    out = (
+        "LISTEN 0 511 127.0.0.2:80 0.0.0.0:*\n"
+        "LISTEN 0 128 [::1]:6400 [::]:*\n"
+        "LISTEN 0 4096 *:9000 *:*\n"
+        "garbage\n"
+    )
+    assert listening_ports(out) == {80, 6400, 9000}
+
+
+def test_first_free_skips_taken_and_reports_full() -> None:
+    ports = make_host().app_ports
+    assert first_free(ports, {ports.start, ports.start + 1}) == ports.start + 2
+    assert first_free(ports, range(ports.start, ports.end + 1)) is None
+
+
+def test_secrets_roundtrip_and_never_repr() -> None:
+    secrets = make_secrets()
+    assert TenantSecrets.from_json(secrets.to_json()) == secrets
+    assert secrets.db_password not in repr(secrets) and secrets.db_password not in str(secrets)
+    generated = TenantSecrets.generate()
+    assert len(set(generated.values())) == 4
+    assert all(len(v) >= 32 for v in generated.values())
