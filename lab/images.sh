@@ -53,9 +53,14 @@ run_stage() {
     t0=$(date +%s%N)
     # A function called in an `||` context runs without errexit: run it in a subshell that
     # re-enables it, outside any conditional, so its first failing command fails the stage.
+    # It also runs in the background and is waited for, so INT/TERM are handled at once.
     set +e
-    ( set -e; "$@" ) >"$log" 2>&1
+    ( set -e; "$@" ) >"$log" 2>&1 &
+    local pid=$!
+    BG_PIDS+=("$pid")
+    wait "$pid"
     rc=$?
+    forget_pid "$pid"
     set -e
     if [ "$rc" -ne 0 ]; then
         tail -n 25 "$log" >&2 || true
@@ -78,6 +83,48 @@ retry() {
 
 dk() { local sock=$1; shift; docker -H "unix://$sock" "$@"; }
 
+# kill_tree PID: our own child and all its descendants, by id.
+kill_tree() {
+    local p=$1 c
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill_tree "$c"; done
+    kill "$p" 2>/dev/null || true
+}
+
+# safe_rm DIR: an interrupted debootstrap leaves /proc (maybe /sys) mounted in its root:
+# unmount whatever is below DIR first, and never let rm cross into another filesystem.
+safe_rm() {
+    local d m
+    [ -e "$1" ] || return 0
+    d=$(realpath -e "$1")
+    awk -v d="$d/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r \
+        | while read -r m; do umount -l "$m" || true; done
+    rm -rf --one-file-system "$d"
+}
+
+WORK=""
+# Children still running: cleanup ends them (a finished child's id is dropped, never reused).
+BG_PIDS=()
+forget_pid() {
+    local p keep=()
+    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    BG_PIDS=("${keep[@]}")
+}
+cleanup() {
+    local p
+    trap - ERR
+    set +e
+    for p in "${BG_PIDS[@]}"; do kill_tree "$p"; done
+    if [ -n "$WORK" ]; then safe_rm "$WORK" || true; fi
+}
+trap cleanup EXIT
+on_signal() {
+    trap - ERR
+    echo "images.sh: stage $STAGE interrupted by SIG$1; no partial cache entry is left" >&2
+    exit "$2"
+}
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+
 # ---------------------------------------------------------------- arguments and inputs
 STAGE="args"
 [ "$#" -ge 1 ] || die "usage: lab/images.sh SOCKET [SOCKET...]"
@@ -94,9 +141,13 @@ MIRROR=$(awk '/^URIs:/ { print $2; exit }' "$SOURCES_FILE")
 [ -n "$MIRROR" ] || die "no URIs: line in $SOURCES_FILE"
 
 mkdir -p "$CACHE" "$CACHE/npm" "$CACHE/logs"
+CACHE=$(realpath -e "$CACHE")
 # One images.sh at a time per cache: a second caller waits, then finds the warm path.
 exec 9>"$CACHE/.lock"
 flock 9
+# Holding the lock, nothing else is building: leftovers are from an interrupted run.
+for d in "$CACHE"/build.*; do safe_rm "$d"; done
+rm -f "$CACHE"/images-*.tar.tmp.*
 
 # ---------------------------------------------------------------- content key
 STAGE="key"
@@ -150,14 +201,10 @@ if [ "${#NEED[@]}" -eq 0 ]; then
 fi
 
 # ---------------------------------------------------------------- cold path: build
-WORK=""
-cleanup() { if [ -n "$WORK" ]; then rm -rf "$WORK"; fi; }
-trap cleanup EXIT
-
 stage_base() {
     local root="$WORK/rootfs"
     bootstrap() {
-        rm -rf "$root"
+        safe_rm "$root"
         debootstrap --variant=minbase --include=redis-server,ca-certificates \
             bookworm "$root" "$MIRROR"
     }
@@ -169,7 +216,7 @@ stage_base() {
             --change "LABEL $KEY_LABEL=$KEY" \
             --change 'CMD ["/bin/bash"]' \
             - omni-lab/base:bookworm
-    rm -rf "$root"
+    safe_rm "$root"
 }
 
 stage_app() {
@@ -237,12 +284,20 @@ if [ ! -f "$TARBALL" ]; then
         WORK=$(mktemp -d "$CACHE/build.XXXXXX")
         echo "images.sh: cold build in $BUILD_SOCK (work dir $WORK)"
         # The base (network: Debian mirror) and the app (network: npm) are independent: overlap them.
+        # Both in the background and waited for, so INT/TERM reach the main shell at once.
+        STAGE="base+app"
         ( run_stage base stage_base ) &
         BASE_PID=$!
+        BG_PIDS+=("$BASE_PID")
+        ( run_stage app stage_app ) &
+        APP_PID=$!
+        BG_PIDS+=("$APP_PID")
         APP_RC=0
-        ( run_stage app stage_app ) || APP_RC=$?
+        wait "$APP_PID" || APP_RC=$?
+        forget_pid "$APP_PID"
         BASE_RC=0
         wait "$BASE_PID" || BASE_RC=$?
+        forget_pid "$BASE_PID"
         STAGE="base"; [ "$BASE_RC" -eq 0 ] || exit "$BASE_RC"
         STAGE="app"; [ "$APP_RC" -eq 0 ] || exit "$APP_RC"
         run_stage redis-image stage_redis
@@ -263,11 +318,13 @@ for s in "${NEED[@]}"; do
     fi
     ( run_stage "load-$(echo "$s" | tr -c 'A-Za-z0-9\n' '_')" dk "$s" load -i "$TARBALL" ) &
     LOAD_PIDS+=("$!")
+    BG_PIDS+=("$!")
     LOAD_SOCKS+=("$s")
 done
 LOAD_RC=0
 for i in "${!LOAD_PIDS[@]}"; do
     wait "${LOAD_PIDS[$i]}" || LOAD_RC=$?
+    forget_pid "${LOAD_PIDS[$i]}"
 done
 STAGE="load"
 [ "$LOAD_RC" -eq 0 ] || exit "$LOAD_RC"

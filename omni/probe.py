@@ -92,6 +92,27 @@ def https_get(
     return HttpsAnswer(status, body, sans)
 
 
+def served_certificate(
+    address: str, port: int, server_name: str, ca_bundle: str | None = None,
+    timeout: float = 10.0,
+) -> bytes:
+    """DER of the leaf certificate served at ``address:port`` for SNI ``server_name``.
+
+    The chain is verified like :func:`https_get`; raises ``ProbeError`` when it does not.
+    """
+    context = tls_context(ca_bundle)
+    where = f"TLS {server_name} via {address}:{port}"
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        raise ProbeError(f"{where}: {_reason(exc)}") from None
+    if der is None:
+        raise ProbeError(f"{where}: no certificate served")
+    return der
+
+
 def _dns_sans(cert: Mapping[str, object] | None) -> tuple[str, ...]:
     if not cert:
         return ()

@@ -45,7 +45,9 @@ def unique_slug(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
-def omni(inventory: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Run:
+def omni(
+    inventory: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> Run:
     argv = [*OMNI, "--inventory", str(inventory), *args]
     proc = subprocess.run(
         argv,
@@ -86,15 +88,44 @@ def host_snapshot(session: Any) -> dict[str, Any]:
             for r in conn.execute("SELECT datname, datacl::text FROM pg_database").fetchall()
         )
     files: dict[str, tuple[str, str]] = {}
-    for directory in (host.state_dir, host.nginx.sites_dir, host.nginx.certs_dir, host.acme.webroot):
+    for directory in (
+        host.state_dir,
+        host.nginx.sites_dir,
+        host.nginx.certs_dir,
+        host.acme.webroot,
+    ):
         modes = session.transport.run(
-            ["find", directory, "-type", "f", "-not", "-name", "*.lock",
-             "-exec", "stat", "-c", "%a %n", "{}", "+"],
+            [
+                "find",
+                directory,
+                "-type",
+                "f",
+                "-not",
+                "-name",
+                "*.lock",
+                "-exec",
+                "stat",
+                "-c",
+                "%a %n",
+                "{}",
+                "+",
+            ],
             check=False,
         ).text()
         sums = session.transport.run(
-            ["find", directory, "-type", "f", "-not", "-name", "*.lock",
-             "-exec", "sha256sum", "{}", "+"],
+            [
+                "find",
+                directory,
+                "-type",
+                "f",
+                "-not",
+                "-name",
+                "*.lock",
+                "-exec",
+                "sha256sum",
+                "{}",
+                "+",
+            ],
             check=False,
         ).text()
         digests = {line.split(None, 1)[1]: line.split()[0] for line in sums.splitlines()}

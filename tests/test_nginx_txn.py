@@ -33,7 +33,7 @@ from omni.tenant.spec import TenantSpec
 from tests.factories import make_secrets, make_tenant
 from tests.lab import wait_until
 
-pytestmark = pytest.mark.skipif(
+needs_nginx = pytest.mark.skipif(
     shutil.which("nginx") is None or os.geteuid() != 0, reason="needs nginx and root"
 )
 
@@ -152,6 +152,7 @@ def _install(nginx: PrivateNginx, resource: VhostResource) -> None:
     resource.apply(nginx.session, step)
 
 
+@needs_nginx
 def test_new_vhost_goes_live_over_http_and_https_then_plans_noop(nginx: PrivateNginx) -> None:
     resource = VhostResource(nginx.spec("beta", TENANTS["beta"]), options=FAST)
     _install(nginx, resource)
@@ -168,6 +169,7 @@ def test_new_vhost_goes_live_over_http_and_https_then_plans_noop(nginx: PrivateN
     assert os.stat(resource.path).st_mode & 0o777 == 0o644
 
 
+@needs_nginx
 def test_config_failing_nginx_t_is_reverted_and_old_vhost_keeps_serving(
     nginx: PrivateNginx,
 ) -> None:
@@ -188,6 +190,7 @@ def test_config_failing_nginx_t_is_reverted_and_old_vhost_keeps_serving(
     assert other.check_live() is None
 
 
+@needs_nginx
 def test_new_file_failing_nginx_t_is_removed(nginx: PrivateNginx) -> None:
     good = VhostResource(nginx.spec("alpha", TENANTS["alpha"]), options=FAST)
     with pytest.raises(StepFailed, match="unknown directive"):
@@ -196,6 +199,7 @@ def test_new_file_failing_nginx_t_is_removed(nginx: PrivateNginx) -> None:
     assert not Path(good.path).exists()
 
 
+@needs_nginx
 def test_config_passing_nginx_t_but_not_live_is_detected_and_reverted(
     nginx: PrivateNginx,
 ) -> None:
@@ -225,8 +229,79 @@ def test_config_passing_nginx_t_but_not_live_is_detected_and_reverted(
     assert other.check_live() is None
 
 
+@needs_nginx
+def test_run_killed_after_writing_before_reload_is_finished_by_rerun(
+    nginx: PrivateNginx,
+) -> None:
+    resource = VhostResource(nginx.spec("alpha", TENANTS["alpha"]), options=FAST)
+    # What a run killed right after the atomic write leaves: the file, never reloaded.
+    Path(resource.path).write_text(resource.content)
+    (step,) = resource.plan(resource.observe(nginx.session))
+    assert step.verb.value == "reload"
+    resource.apply(nginx.session, step)
+    assert resource.check_live() is None
+    assert resource.plan(resource.observe(nginx.session))[0].verb.value == "noop"
+
+
+@needs_nginx
 def test_vhost_without_certificate_is_refused_before_touching_nginx(nginx: PrivateNginx) -> None:
     resource = VhostResource(nginx.spec("gamma", ["gamma.txn.test"]), options=FAST)
     with pytest.raises(StepFailed, match=r"acme\.certificate step must succeed"):
         _install(nginx, resource)
     assert not Path(resource.path).exists()
+
+
+# -- pure helpers (no nginx) ------------------------------------------------------------
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _options(deadline: float = 1.0) -> tuple[InstallOptions, _FakeClock]:
+    from omni.nginx import Clock
+
+    fake = _FakeClock()
+    clock = Clock(monotonic=fake.monotonic, sleep=fake.sleep)
+    return InstallOptions(live_deadline_seconds=deadline, poll_interval_seconds=0.1,
+                          consecutive_passes=3, clock=clock), fake
+
+
+@pytest.mark.parametrize(
+    ("answers", "live"),
+    [
+        (["no", "no", None, None, None], True),
+        ([None, "old worker", None, None, None], True),
+        ([None, "old worker"] * 20, False),  # never three in a row before the deadline
+        (["no"] * 50, False),
+    ],
+)
+def test_wait_live_needs_consecutive_passes_within_deadline(
+    answers: list[str | None], live: bool
+) -> None:
+    from omni.nginx import wait_live
+
+    options, _ = _options()
+    feed = iter(answers + ["exhausted"] * 100)
+    result = wait_live(lambda: next(feed), options)
+    assert (result is None) is live
+
+
+def test_nginx_error_line_prefers_emerg() -> None:
+    from omni.nginx import nginx_error_line
+    from omni.transport.base import CommandResult
+
+    result = CommandResult(
+        ("nginx", "-t"), 1, b"",
+        b'nginx: [emerg] unknown directive "bogus" in /x.conf:3\n'
+        b"nginx: configuration file /etc/nginx/nginx.conf test failed\n",
+    )
+    assert nginx_error_line(result) == 'nginx: [emerg] unknown directive "bogus" in /x.conf:3'
+    assert nginx_error_line(CommandResult(("x",), 2, b"", b"")) == "exit status 2"

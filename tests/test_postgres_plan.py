@@ -29,7 +29,9 @@ def test_scram_verifier_is_salted() -> None:
     assert scram_verifier(PASSWORD) != scram_verifier(PASSWORD)
 
 
-@pytest.mark.parametrize("stored", [None, "", "md5abcdef", "SCRAM-SHA-256$broken", "SCRAM-SHA-256$1:x$y:z"])
+@pytest.mark.parametrize(
+    "stored", [None, "", "md5abcdef", "SCRAM-SHA-256$broken", "SCRAM-SHA-256$1:x$y:z"]
+)
 def test_unusable_verifiers_never_match(stored: str | None) -> None:
     assert not verifier_matches(stored, PASSWORD)
 
@@ -77,7 +79,11 @@ DB = TenantDatabase(database="tenant_acme", owner="tenant_acme")
         (DatabaseState(exists=False), Verb.CREATE, {"database", "owner", "public_connect"}),
         (DatabaseState(True, owner="tenant_acme", public_can_connect=False), Verb.NOOP, set()),
         (DatabaseState(True, owner="postgres", public_can_connect=False), Verb.UPDATE, {"owner"}),
-        (DatabaseState(True, owner="tenant_acme", public_can_connect=True), Verb.UPDATE, {"public_connect"}),
+        (
+            DatabaseState(True, owner="tenant_acme", public_can_connect=True),
+            Verb.UPDATE,
+            {"public_connect"},
+        ),
     ],
 )
 def test_database_plan(state: DatabaseState, verb: Verb, fields: set[str]) -> None:

@@ -59,8 +59,11 @@ def _read_secrets(session: Any, host: Host, slug: str) -> TenantSecrets:
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory, lab_hosts: Any) -> Path:
-    return tl.copy_lab_inventory(tmp_path_factory.mktemp("inventory"))
+def inventory(tmp_path_factory: pytest.TempPathFactory, lab_hosts: Any) -> Iterator[Path]:
+    path = tl.copy_lab_inventory(tmp_path_factory.mktemp("inventory"))
+    yield path
+    for tenant_file in sorted((path / "tenants").glob("*.yaml")):
+        tl.omni(path, "tenant", "destroy", tenant_file.stem, "--yes")
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,12 @@ def runs() -> list[tl.Run]:
 
 
 @pytest.fixture(scope="module")
-def first_tenant(inventory: Path, dev_host: Host, runs: list[tl.Run]) -> Iterator[str]:
+def first_tenant(inventory: Path, dev_host: Host, runs: list[tl.Run]) -> str:
     slug = tl.unique_slug("alpha")
     run = _create(inventory, slug, dev_host)
     runs.append(run)
     assert run.code == 0, run.stderr
-    yield slug
+    return slug
 
 
 def test_create_on_dev_serves_medusa_health_over_verified_tls(
@@ -97,9 +100,7 @@ def test_create_on_netcup(inventory: Path, netcup_host: Host, runs: list[tl.Run]
     assert _health(netcup_host, _domain(slug, netcup_host)) == 200
 
 
-def test_second_create_is_all_noops(
-    first_tenant: str, inventory: Path, runs: list[tl.Run]
-) -> None:
+def test_second_create_is_all_noops(first_tenant: str, inventory: Path, runs: list[tl.Run]) -> None:
     run = tl.omni(inventory, "--json", "tenant", "create", first_tenant)
     runs.append(run)
     assert run.code == 0, run.stderr
@@ -171,8 +172,18 @@ def test_killed_at_every_step_then_rerun_converges_while_others_keep_serving(
     poller.start()
     slug = tl.unique_slug("kill")
     domain = _domain(slug, dev_host)
-    base = ["--json", "tenant", "create", slug, "--host", dev_host.name, "--domain", domain,
-            "--image", IMAGE_V1]
+    base = [
+        "--json",
+        "tenant",
+        "create",
+        slug,
+        "--host",
+        dev_host.name,
+        "--domain",
+        domain,
+        "--image",
+        IMAGE_V1,
+    ]
     killed_at: list[str] = []
     try:
         for _attempt in range(20):
@@ -202,8 +213,14 @@ def test_killed_at_every_step_then_rerun_converges_while_others_keep_serving(
     s = session(dev_host)
     assert tl.tenant_containers(s, slug) == [f"omni-{slug}-app", f"omni-{slug}-redis"]
     leftovers = s.transport.run(
-        ["find", dev_host.state_dir, dev_host.nginx.sites_dir, dev_host.nginx.certs_dir,
-         "-name", "*omni-tmp*"],
+        [
+            "find",
+            dev_host.state_dir,
+            dev_host.nginx.sites_dir,
+            dev_host.nginx.certs_dir,
+            "-name",
+            "*omni-tmp*",
+        ],
         check=False,
     ).text()
     assert leftovers == ""
@@ -224,9 +241,13 @@ def test_no_generated_secret_appears_in_any_output(
     verbose = tl.omni(inventory, "-vv", "tenant", "create", first_tenant)
     dry = tl.omni(inventory, "--json", "tenant", "create", first_tenant, "--dry-run")
     haystack = [r.stdout + r.stderr for r in [*runs, verbose, dry]]
-    logs = s.transport.run(
-        ["find", str(Path(dev_host.nginx.sites_dir).parent), "-name", "*.log"], check=False
-    ).text().split()
+    logs = (
+        s.transport.run(
+            ["find", str(Path(dev_host.nginx.sites_dir).parent), "-name", "*.log"], check=False
+        )
+        .text()
+        .split()
+    )
     haystack += [(s.transport.read_file(path) or b"").decode("utf-8", "replace") for path in logs]
     assert len(runs) >= 3
     slugs = {first_tenant} | {
@@ -241,3 +262,30 @@ def test_no_generated_secret_appears_in_any_output(
         for secret in TenantSecrets.from_json(raw).values():
             for text in haystack:
                 assert secret not in text
+
+
+def test_destroy_keeps_a_dump_and_removes_everything_else(
+    inventory: Path, netcup_host: Host, session: Callable[[Host], Any]
+) -> None:
+    slug = tl.unique_slug("gone")
+    created = _create(inventory, slug, netcup_host)
+    assert created.code == 0, created.stderr
+    refused = tl.omni(inventory, "tenant", "destroy", slug)
+    assert refused.code == 2
+    assert "--yes" in refused.stderr
+    run = tl.omni(inventory, "--json", "tenant", "destroy", slug, "--yes")
+    assert run.code == 0, run.stderr
+    dump = run.envelope()["data"]["dump"]
+    s = session(netcup_host)
+    assert s.transport.run(["stat", "-c", "%a %s", dump]).text().split()[0] == "600"
+    assert tl.tenant_containers(s, slug) == []
+    db = "tenant_" + slug.replace("-", "_")
+    with s.postgres() as conn:
+        assert (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None
+        )
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (db,)).fetchone() is None
+    assert s.transport.read_file(f"{netcup_host.nginx.sites_dir}/omni-{slug}.conf") is None
+    assert not (inventory / "tenants" / f"{slug}.yaml").exists()
+    with pytest.raises(ProbeError):
+        _health(netcup_host, _domain(slug, netcup_host))

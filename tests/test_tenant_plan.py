@@ -22,7 +22,7 @@ def _file(content: str, display: str) -> ManagedFile:
 
 
 def test_file_plan_creates_with_masked_diff() -> None:
-    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(None)
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan((None, None))
     assert step.verb is Verb.CREATE
     assert step.diff is not None and "+JWT_SECRET=********" in step.diff
     assert SECRET not in json.dumps(step.to_dict())
@@ -30,13 +30,13 @@ def test_file_plan_creates_with_masked_diff() -> None:
 
 def test_file_plan_is_noop_when_bytes_match() -> None:
     content = f"A=1\nJWT_SECRET={SECRET}\n"
-    (step,) = _file(content, "A=1\nJWT_SECRET=********\n").plan(content.encode())
+    (step,) = _file(content, "A=1\nJWT_SECRET=********\n").plan((content.encode(), None))
     assert step.verb is Verb.NOOP
 
 
 def test_file_plan_update_masks_unknown_old_values() -> None:
     old = b"A=0\nOLD_TOKEN=leaked-if-shown-123456\nJWT_SECRET=" + SECRET.encode() + b"\n"
-    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(old)
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan((old, None))
     assert step.verb is Verb.UPDATE
     assert step.diff is not None
     assert "leaked-if-shown" not in step.diff and SECRET not in step.diff
@@ -148,3 +148,11 @@ def test_secrets_roundtrip_and_never_repr() -> None:
     generated = TenantSecrets.generate()
     assert len(set(generated.values())) == 4
     assert all(len(v) >= 32 for v in generated.values())
+
+
+def test_file_plan_fixes_owner_without_rewriting() -> None:
+    managed = ManagedFile("redis.config", "/srv/t/redis.conf", b"x\n", 0o600, "x\n", owner="999:999")
+    (step,) = managed.plan((b"x\n", "0:0"))
+    assert step.verb is Verb.UPDATE
+    assert step.changes[0].after == "999:999"
+    assert managed.plan((b"x\n", "999:999"))[0].verb is Verb.NOOP

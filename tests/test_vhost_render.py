@@ -172,3 +172,15 @@ def test_plan_is_noop_when_bytes_match_else_diff() -> None:
     assert f"--- a{path}\n+++ b{path}\n" in update.diff
     assert "-        proxy_pass http://127.0.0.2:9002;" in update.diff
     assert "+        proxy_pass http://127.0.0.2:9001;" in update.diff
+
+
+def test_plan_reloads_when_file_is_in_place_but_not_serving() -> None:
+    from omni.resources.vhost import VhostState
+
+    resource = VhostResource(_spec())
+    desired = resource.content.encode()
+    (step,) = resource.plan(VhostState(desired, not_live="http answered 404"))
+    assert step.verb is Verb.RELOAD
+    assert "http answered 404" in step.summary
+    (ok,) = resource.plan(VhostState(desired, not_live=None))
+    assert ok.verb is Verb.NOOP

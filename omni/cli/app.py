@@ -148,8 +148,8 @@ def run(argv: list[str] | None = None) -> int:
         sys.stderr.write(error_line("aborted", "aborted by the user") + "\n")
         return 130
     except Exception as err:
-        if type(err).__name__ == "NoArgsIsHelpError" and hasattr(err, "show"):
-            err.show()  # bare `omni` or `omni hosts`: help on stderr, usage exit status
+        if type(err).__name__ == "NoArgsIsHelpError":
+            # Bare `omni` or `omni hosts`: typer printed the help while raising this.
             return int(ExitCode.INVALID_INPUT)
         usage = _usage_message(err)
         if usage is not None:

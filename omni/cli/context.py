@@ -70,17 +70,17 @@ class CliContext:
         """Print ``result`` and exit with its exit code (raises ``typer.Exit`` if non-zero).
 
         ``--json``: exactly one envelope on stdout. Otherwise the command's human view (or
-        the step table) on stdout and one ``error[code]: message`` line per error on stderr.
+        the step table) on stdout; either way one ``error[code]: message`` line per error on
+        stderr.
         """
         if self.json:
             write_json(result.envelope(), sys.stdout)
             self.state.emitted = True
+        elif human is not None:
+            human(result, self.out)
         else:
-            if human is not None:
-                human(result, self.out)
-            else:
-                print_steps(result.steps, self.out)
-            print_errors(result, sys.stderr)
+            print_steps(result.steps, self.out)
+        print_errors(result, sys.stderr)
         if result.exit_code != ExitCode.OK:
             raise typer.Exit(int(result.exit_code))
 

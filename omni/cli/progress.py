@@ -29,4 +29,6 @@ class ConsoleProgress:
         if error is None:
             self._err.print(f"   [green]ok[/] {step.resource} ({seconds:.1f}s)", highlight=False)
         else:
-            self._err.print(f"   [bold red]FAIL[/] {step.resource} ({seconds:.1f}s)", highlight=False)
+            self._err.print(
+                f"   [bold red]FAIL[/] {step.resource} ({seconds:.1f}s)", highlight=False
+            )

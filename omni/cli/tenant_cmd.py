@@ -77,3 +77,86 @@ def create(
 
 
 app.command("create")(create)
+
+
+@app.command("destroy")
+def destroy(
+    ctx: typer.Context,
+    slug: SlugArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this deletes the tenant.")] = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Remove a tenant: final pg_dump (kept), then vhost, containers, cert, database, role."""
+    from omni.usecases.tenant_destroy import DestroyRequest, destroy_tenant
+
+    cli = CliContext.of(ctx)
+    result = destroy_tenant(
+        DestroyRequest(slug=slug, confirmed=yes, dry_run=dry_run),
+        cli.inventory_path,
+        progress=ConsoleProgress(cli.err),
+    )
+
+    def view(result: Result, out: Console) -> None:
+        print_steps(result.steps, out)
+        if result.data.get("dry_run"):
+            out.print("dry run: nothing was changed")
+        elif result.ok:
+            out.print(f"tenant {slug} destroyed; final dump: {result.data.get('dump')}")
+
+    cli.render(result, view)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    no_probe: Annotated[
+        bool, typer.Option("--no-probe", help="Skip the live health/certificate probes.")
+    ] = False,
+) -> None:
+    """Tenants with host, domains, image, port, health and certificate expiry."""
+    from omni.output.render import simple_table
+    from omni.usecases.tenant_list import list_tenants
+
+    cli = CliContext.of(ctx)
+
+    def view(result: Result, out: Console) -> None:
+        rows = [
+            (
+                t["slug"],
+                t["host"],
+                ", ".join(t["domains"]),
+                t["image"],
+                str(t["app_port"] or "-"),
+                str(t.get("health", "-")),
+                str(t.get("certificate_expires") or "-"),
+            )
+            for t in result.data["tenants"]
+        ]
+        out.print(
+            simple_table(
+                ("slug", "host", "domains", "image", "port", "health", "cert expires"), rows
+            )
+        )
+
+    cli.render(list_tenants(cli.inventory_path, probe=not no_probe), view)
+
+
+@app.command("show")
+def show(ctx: typer.Context, slug: SlugArg) -> None:
+    """One tenant in detail: inventory, containers, health, certificate."""
+    from omni.usecases.tenant_list import show_tenant
+
+    cli = CliContext.of(ctx)
+
+    def view(result: Result, out: Console) -> None:
+        from omni.output.render import simple_table
+
+        tenant = result.data["tenant"]
+        rows = [(k, str(v)) for k, v in tenant.items() if k != "containers"]
+        rows += [
+            (f"container {c['component']}", f"{c['name']} {c['status']}")
+            for c in tenant["containers"]
+        ]
+        out.print(simple_table(("field", "value"), rows))
+
+    cli.render(show_tenant(cli.inventory_path, slug), view)

@@ -20,7 +20,10 @@ S = TypeVar("S")
 
 
 class Resource(Protocol[S]):
-    key: str
+    @property
+    def key(self) -> str:
+        """Stable name of the resource in plans, e.g. ``postgres.role``."""
+        ...
 
     def observe(self, session: HostSession) -> S:
         """Read the current state from the host. Never writes. Tolerates missing prerequisites

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from omni.errors import CommandTimeout, HostUnreachable, StepFailed
+from omni.errors import CommandTimeout, StepFailed
 
 if TYPE_CHECKING:
     from omni.transport.base import Stream, Transport
@@ -50,6 +50,9 @@ class ContainerSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = "host"
     restart_policy: Literal["unless-stopped"] | None = "unless-stopped"
+    # Bind mounts: (path on the host, path in the container, read-only).
+    mounts: Sequence[tuple[str, str, bool]] = ()
+    user: str | None = None  # "uid:gid" to run as; None: the image's USER
 
 
 def _dial_stdio_adapter(open_stream: Callable[[], Stream], timeout: float) -> Any:
@@ -80,12 +83,15 @@ def _dial_stdio_adapter(open_stream: Callable[[], Stream], timeout: float) -> An
 
         # As the SDK's SSHConnectionPool: urllib3's liveness check calls fileno(), and
         # paramiko makes a pipe per channel on fileno(); skip it.
+        # Blocking, so at most ``maxsize`` dial-stdio sessions exist: sshd's default
+        # MaxSessions is 10 per connection, shared with commands, SFTP and locks.
         def _get_conn(self, timeout: float | None = None) -> Any:
-            conn = None
             if self.pool is None:
                 raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
-            with contextlib.suppress(queue.Empty):
-                conn = self.pool.get(block=False)
+            try:
+                conn = self.pool.get(block=True, timeout=timeout or self._omni_timeout)
+            except queue.Empty:
+                raise urllib3.exceptions.EmptyPoolError(self, "no free connection") from None
             return conn or self._new_conn()
 
     class DialStdioAdapter(BaseHTTPAdapter):  # type: ignore[misc]
@@ -166,9 +172,9 @@ class DockerEngine:
         try:
             api_version = make(_BOOTSTRAP_API_VERSION).version(api_version=False)["ApiVersion"]
         except Exception as exc:
-            raise HostUnreachable(
+            raise StepFailed(
                 f"host {host_name}: Docker engine at {socket_path} does not answer "
-                f"over dial-stdio: {type(exc).__name__}",
+                f"over dial-stdio ({cli}): {type(exc).__name__}: {str(exc)[:200]}",
                 host=host_name,
             ) from None
         return cls(make(api_version), host_name)
@@ -180,9 +186,9 @@ class DockerEngine:
         try:
             client = APIClient(base_url="unix://" + socket_path, version="auto", timeout=timeout)
         except Exception as exc:
-            raise HostUnreachable(
+            raise StepFailed(
                 f"host {host_name}: Docker engine at {socket_path} does not answer: "
-                f"{type(exc).__name__}",
+                f"{type(exc).__name__}: {str(exc)[:200]}",
                 host=host_name,
             ) from None
         return cls(client, host_name)
@@ -252,6 +258,11 @@ class DockerEngine:
         host_config = self._client.create_host_config(
             network_mode=spec.network_mode,
             restart_policy={"Name": restart} if restart else None,
+            binds={
+                source: {"bind": target, "mode": "ro" if read_only else "rw"}
+                for source, target, read_only in spec.mounts
+            }
+            or None,
         )
         try:
             created = self._client.create_container(
@@ -261,6 +272,7 @@ class DockerEngine:
                 environment=dict(spec.env),
                 labels=dict(spec.labels),
                 host_config=host_config,
+                user=spec.user,
             )
         except Exception as exc:
             raise _api_error(self.host, f"create container {spec.name}", exc) from None

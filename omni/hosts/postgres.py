@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from omni.errors import StepFailed
@@ -42,6 +43,7 @@ class PortForward:
         self._target = (target_host, target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
+        self.last_error: str | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
@@ -54,7 +56,9 @@ class PortForward:
                 return
             try:
                 remote = self._transport.open_tcp(*self._target)
-            except Exception:
+            except Exception as exc:
+                # Postgres only sees a dropped connection; keep the reason for the error.
+                self.last_error = str(exc)
                 client.close()
                 continue
             threading.Thread(target=_pump, args=(client, remote), daemon=True).start()
@@ -76,6 +80,7 @@ def connect(
     password: str,
     dbname: str,
     connect_timeout: float,
+    tunnel_error: Callable[[], str | None] = lambda: None,
 ) -> psycopg.Connection[tuple[object, ...]]:
     """An autocommit psycopg connection; errors never carry the password."""
     import psycopg
@@ -94,6 +99,8 @@ def connect(
     except psycopg.Error as exc:
         reason = str(exc).replace(password, "***") if password else str(exc)
         reason = " ".join(reason.split())[:300] or type(exc).__name__
+        if tunnel := tunnel_error():
+            reason = f"{tunnel} ({reason})"
         raise StepFailed(
             f"host {host_name}: cannot connect to Postgres as {user} to {dbname}: {reason}",
             host=host_name,

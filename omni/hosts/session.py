@@ -88,7 +88,11 @@ class HostSession:
     ) -> psycopg.Connection[tuple[object, ...]]:
         """An autocommit connection as ``user`` (same tunnel as ``postgres``)."""
         address, port = self._pg_endpoint()
+        forward = self._forward
+        if forward is not None:
+            forward.last_error = None
         return _pg.connect(
+            tunnel_error=lambda: forward.last_error if forward is not None else None,
             host_name=self.name,
             address=address,
             port=port,

@@ -67,6 +67,9 @@ class PostgresSettings(_Model):
     # so no database secret sits in the inventory or in CI variables.
     admin_password_file: RemotePath = "/etc/omni/postgres-admin.password"  # noqa: S105
     dump_dir: RemotePath = "/var/backups/omni"
+    # What tenants' DATABASE_URL asks for. Tenants reach Postgres on their own host, so
+    # TLS is off by default (Medusa otherwise forces TLS for any non-127.0.0.1 address).
+    sslmode: Literal["disable", "require", "verify-full"] = "disable"
 
 
 class DockerSettings(_Model):
@@ -120,6 +123,8 @@ class Host(_Model):
     concurrency: int = Field(default=4, ge=1, le=64)
     state_dir: RemotePath = "/var/lib/omni"
     redis_image: Image = "redis:7-bookworm"
+    # The uid (and gid) tenant Redis containers run as; their 0600 config is owned by it.
+    redis_uid: int = Field(default=999, ge=1, le=2**31 - 1)
     postgres: PostgresSettings = PostgresSettings()
     docker: DockerSettings = DockerSettings()
     nginx: NginxSettings = NginxSettings()

@@ -9,22 +9,23 @@ plan:    pure, on ``spec.now`` and ``host.acme.renew_before_days``: CREATE when 
 apply:   pre-flight (the challenge URL of every domain serves the webroot), one ACME order
          through HTTP-01, then ``privkey.pem`` (0600) and ``fullchain.pem`` (0644) written
          atomically into ``spec.cert_dir``; if the tenant's vhost exists, nginx is tested and
-         reloaded so it serves the new certificate.
+         reloaded, and the step waits until nginx serves the new certificate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from omni import probe
 from omni.acme import client as acme_client
 from omni.acme.certinfo import CertState, cert_state
 from omni.acme.webroot import Webroot, preflight
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import nginx_error_line
-from omni.resources.vhost import nginx_address
+from omni.nginx import InstallOptions, nginx_error_line, wait_live
+from omni.resources.vhost import leaf_der, nginx_address
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -105,6 +106,7 @@ class CertificateResource:
     spec: TenantSpec
     order_deadline_seconds: float = 90.0
     preflight_timeout: float = 10.0
+    reload_options: InstallOptions = field(default_factory=InstallOptions)
     key: str = KEY
 
     def observe(self, session: HostSession) -> CertState | None:
@@ -143,9 +145,20 @@ class CertificateResource:
         transport.write_file(spec.privkey_path, issued.privkey_pem, mode=0o600)
         transport.write_file(spec.fullchain_path, issued.fullchain_pem, mode=0o644)
         if transport.read_file(spec.vhost_path) is not None:
-            self._reload(session)
+            self._reload(session, leaf_der(issued.fullchain_pem))
 
-    def _reload(self, session: HostSession) -> None:
+    def _serving(self, leaf: bytes | None) -> str | None:
+        spec = self.spec
+        try:
+            served = probe.served_certificate(
+                nginx_address(spec), spec.host.nginx.https_port, spec.primary_domain,
+                spec.host.health.ca_bundle, self.preflight_timeout,
+            )
+        except probe.ProbeError as exc:
+            return str(exc)
+        return None if served == leaf else "nginx still serves the previous certificate"
+
+    def _reload(self, session: HostSession, leaf: bytes | None) -> None:
         nginx = self.spec.host.nginx
         transport = session.transport
         tested = transport.run(nginx.test_command, check=False)
@@ -158,3 +171,9 @@ class CertificateResource:
         if not reloaded.ok:
             raise StepFailed(f"certificate written but nginx reload failed: "
                              f"{nginx_error_line(reloaded)}")
+        reason = wait_live(lambda: self._serving(leaf), self.reload_options)
+        if reason is not None:
+            raise StepFailed(f"certificate written and nginx reloaded, but: {reason}")
+
+
+Certificate = CertificateResource  # the name omni.tenant.resources uses

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -56,6 +57,11 @@ class TenantContainer:
     # Hash of files the container reads through mounts: a changed file means replace.
     mounted_content_digest: str = ""
     restart_policy: Literal["unless-stopped"] | None = "unless-stopped"
+    # (address, port) on the host that must accept TCP connections before apply returns,
+    # so the next step (e.g. migrations needing Redis) does not race the start-up.
+    user: str | None = None
+    ready_on: tuple[str, int] | None = None
+    ready_deadline_seconds: float = 30.0
 
     def observe(self, session: HostSession) -> ContainerState:
         docker = session.docker()
@@ -64,9 +70,8 @@ class TenantContainer:
         )
 
     def desired_hash(self, image_id: str) -> str:
-        return config_hash(
-            image_id, self.command, self.env, self.mounts, self.mounted_content_digest
-        )
+        extra = f"{self.mounted_content_digest}|user={self.user}"
+        return config_hash(image_id, self.command, self.env, self.mounts, extra)
 
     def plan(self, current: ContainerState) -> list[Step]:
         if current.image_id is None:
@@ -104,7 +109,7 @@ class TenantContainer:
                     detail={"config_hash": want},
                 )
             ]
-        if not found.running:
+        if not found.running or found.status != "running":  # e.g. "restarting": crash loop
             return [
                 Step(
                     self.key,
@@ -137,5 +142,27 @@ class TenantContainer:
                 network_mode="host",
                 restart_policy=self.restart_policy,
                 mounts=self.mounts,
+                user=self.user,
             )
         )
+        if self.ready_on is not None:
+            self._wait_ready(session, *self.ready_on)
+
+    def _wait_ready(self, session: HostSession, address: str, port: int) -> None:
+        deadline = time.monotonic() + self.ready_deadline_seconds
+        while True:
+            try:
+                session.transport.open_tcp(address, port, timeout=2.0).close()
+                return
+            except OSError as exc:
+                reason = str(exc) or type(exc).__name__
+            except StepFailed as exc:
+                reason = exc.message
+            if time.monotonic() >= deadline:
+                logs = session.docker().logs(self.name, tail=5).decode("utf-8", "replace")
+                raise StepFailed(
+                    f"container {self.name} did not accept connections on {address}:{port} "
+                    f"within {self.ready_deadline_seconds:g}s ({reason}); last logs: "
+                    + " | ".join(logs.strip().splitlines()),
+                )
+            time.sleep(0.2)

@@ -7,7 +7,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from omni.engine.step import Step, Verb, noop
+from omni.engine.step import FieldChange, Step, Verb, noop
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -41,12 +41,27 @@ class ManagedFile:
     content: bytes
     mode: int
     display: str  # the content as shown to people, secrets masked
+    owner: str | None = None  # "uid:gid"; None leaves the writing user as owner
 
-    def observe(self, session: HostSession) -> bytes | None:
-        return session.transport.read_file(self.path)
+    def observe(self, session: HostSession) -> tuple[bytes | None, str | None]:
+        content = session.transport.read_file(self.path)
+        if content is None or self.owner is None:
+            return content, None
+        stat = session.transport.run(["stat", "-c", "%u:%g", self.path], check=False)
+        return content, stat.text().strip() or None
 
-    def plan(self, current: bytes | None) -> list[Step]:
+    def plan(self, state: tuple[bytes | None, str | None]) -> list[Step]:
+        current, owner = state
         if current == self.content:
+            if self.owner is not None and owner != self.owner:
+                return [
+                    Step(
+                        self.key,
+                        Verb.UPDATE,
+                        f"chown {self.owner} {self.path}",
+                        (FieldChange("owner", owner, self.owner),),
+                    )
+                ]
             return [noop(self.key, f"{self.path} up to date")]
         before = None if current is None else _mask_like(current, self.content, self.display)
         verb = Verb.CREATE if current is None else Verb.UPDATE
@@ -63,6 +78,8 @@ class ManagedFile:
         directory = posixpath.dirname(self.path)
         session.transport.run(["mkdir", "-p", "-m", PRIVATE_DIR_MODE, directory])
         session.transport.write_file(self.path, self.content, mode=self.mode)
+        if self.owner is not None:
+            session.transport.run(["chown", self.owner, self.path])
 
 
 def _mask_like(current: bytes, desired: bytes, desired_display: str) -> str:

@@ -15,7 +15,8 @@ from omni.resources.postgres import TenantDatabase, TenantRole
 from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
 from omni.tenant.spec import TenantSpec
 
-REDIS_CONF_IN_CONTAINER = "/etc/redis/omni.conf"
+# Not /etc/redis: Debian makes it 2770 redis:redis, closed to our dedicated uid.
+REDIS_CONF_IN_CONTAINER = "/usr/local/etc/redis/omni.conf"
 
 
 def render_env_file(spec: TenantSpec) -> str:
@@ -67,16 +68,22 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             content=redis_conf.encode(),
             mode=0o600,
             display=render_redis_conf(shown),
+            owner=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
         ),
         TenantContainer(
             key="redis.container",
             name=spec.redis_container,
             image=spec.host.redis_image,
-            command=("redis-server", REDIS_CONF_IN_CONTAINER),
+            # The image's entrypoint is redis-server (the official image's entrypoint also
+            # takes a lone *.conf argument this way).
+            command=(REDIS_CONF_IN_CONTAINER,),
             env={},
             labels=spec.labels("redis"),
             mounts=((spec.redis_conf_path, REDIS_CONF_IN_CONTAINER, True),),
             mounted_content_digest=hashlib.sha256(redis_conf.encode()).hexdigest(),
+            # Runs as the uid that owns its 0600 config, not the image's named user.
+            user=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
+            ready_on=(spec.bind_address, spec.redis_port),
         ),
         Migrations(
             container_name=spec.migrate_container,

@@ -102,7 +102,7 @@ class TenantSpec:
         pg = self.host.postgres
         return (
             f"postgres://{self.role_name}:{self.secrets.db_password}"
-            f"@{pg.host}:{pg.port}/{self.db_name}"
+            f"@{pg.host}:{pg.port}/{self.db_name}?sslmode={pg.sslmode}"
         )
 
     @property

@@ -132,7 +132,8 @@ class SSHTransport:
         self._host = host
         self._client = self._connect(host, connect_timeout)
         self._sftp: paramiko.SFTPClient | None = None
-        self._sftp_lock = threading.Lock()
+        # paramiko's SFTPClient is not safe for concurrent requests from several threads.
+        self._sftp_lock = threading.RLock()
 
     # -- connection ---------------------------------------------------------------------
 
@@ -208,6 +209,9 @@ class SSHTransport:
             client.close()
             reason = str(exc) or type(exc).__name__
             raise HostUnreachable(f"{where}: unreachable: {reason}", host=host.name) from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(30)
         return client
 
     @property
@@ -241,12 +245,16 @@ class SSHTransport:
             raise ValueError("argv must not be empty")
         command = shlex.join(["timeout", "-k", str(_KILL_AFTER), str(timeout), *argv])
         channel = self._open_session()
+        started = time.monotonic()
         try:
             channel.exec_command(command)
             stdout, stderr, status = _communicate(channel, stdin, timeout + _LOCAL_GRACE)
         finally:
             channel.close()
-        if status is None or status in TIMEOUT_EXIT_STATUSES:
+        # 124/137 are also what a command killed by SIGKILL (137) or exiting 124 itself
+        # returns; only count them as our deadline when the deadline had in fact passed.
+        overran = time.monotonic() - started >= timeout
+        if status is None or (status in TIMEOUT_EXIT_STATUSES and overran):
             raise command_timeout(self.host, argv, timeout, secrets)
         result = CommandResult(argv, status, stdout, stderr)
         if check and status != 0:
@@ -273,6 +281,10 @@ class SSHTransport:
 
     def read_file(self, path: str) -> bytes | None:
         """The file's bytes, or ``None`` when it does not exist."""
+        with self._sftp_lock:
+            return self._read_file(path)
+
+    def _read_file(self, path: str) -> bytes | None:
         sftp = self._sftp_client()
         try:
             with sftp.open(path, "rb") as handle:
@@ -286,6 +298,10 @@ class SSHTransport:
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace ``path``: temp file in the same dir, chmod, write, rename."""
+        with self._sftp_lock:
+            self._write_file(path, data, mode)
+
+    def _write_file(self, path: str, data: bytes, mode: int) -> None:
         sftp = self._sftp_client()
         directory, name = posixpath.split(path)
         tmp = posixpath.join(directory, f".{name}.omni-tmp-{_secrets.token_hex(6)}")
@@ -304,6 +320,10 @@ class SSHTransport:
 
     def remove_file(self, path: str) -> None:
         """Remove ``path``; absent is fine."""
+        with self._sftp_lock:
+            self._remove_file(path)
+
+    def _remove_file(self, path: str) -> None:
         sftp = self._sftp_client()
         try:
             sftp.remove(path)

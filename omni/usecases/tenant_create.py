@@ -90,8 +90,13 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
             field=missing[0].lstrip("-"),
         )
     try:
-        tenant = Tenant(
-            slug=request.slug, host=request.host, domains=list(request.domains), image=request.image
+        tenant = Tenant.model_validate(
+            {
+                "slug": request.slug,
+                "host": request.host,
+                "domains": list(request.domains),
+                "image": request.image,
+            }
         )
     except ValidationError as exc:
         raise InvalidInput(_option_error(exc), field="input") from None

@@ -1,0 +1,142 @@
+"""Use case: remove a tenant from its host (``omni tenant destroy SLUG --yes``).
+
+Takes a final ``pg_dump`` (kept in the host's dump dir), then removes the vhost, the
+containers, the certificate, the database, the role and the tenant's state, and finally
+its inventory file. Refuses without ``confirmed``; ``dry_run`` shows what would go.
+Idempotent: a destroy killed half-way is finished by running it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omni.engine.engine import ApplyFailed, NullProgress, Progress, apply_plan, plan_resources
+from omni.errors import InvalidInput, StepFailed
+from omni.inventory.loader import Inventory, load_inventory
+from omni.output.result import Result
+from omni.resources.removal import (
+    ContainerAbsent,
+    DatabaseAbsent,
+    DatabaseDump,
+    PathAbsent,
+    RoleAbsent,
+    VhostAbsent,
+)
+from omni.tenant.secrets import TenantSecrets
+from omni.tenant.spec import TenantSpec
+
+if TYPE_CHECKING:
+    from omni.engine.resource import Resource
+    from omni.hosts.session import HostSession
+
+COMMAND = "tenant destroy"
+
+
+@dataclass(frozen=True)
+class DestroyRequest:
+    slug: str
+    confirmed: bool = False
+    dry_run: bool = False
+
+
+def removal_resources(spec: TenantSpec, admin_password: str, stamp: str) -> list[Resource[Any]]:
+    host = spec.host
+    dump_dir = host.postgres.dump_dir
+    return [
+        DatabaseDump(
+            database=spec.db_name,
+            user=host.postgres.admin_user,
+            password=admin_password,
+            pg_host=host.postgres.host,
+            pg_port=host.postgres.port,
+            dump_path=f"{dump_dir}/{spec.slug}-{stamp}.dump",
+            passfile_path=f"{dump_dir}/.{spec.slug}-{stamp}.pgpass",
+        ),
+        VhostAbsent(path=spec.vhost_path, nginx=host.nginx),
+        ContainerAbsent("medusa.app", spec.app_container),
+        ContainerAbsent("medusa.migrations", spec.migrate_container),
+        ContainerAbsent("redis.container", spec.redis_container),
+        PathAbsent("acme.certificate", spec.cert_dir),
+        DatabaseAbsent(spec.db_name),
+        RoleAbsent(spec.role_name),
+        PathAbsent("tenant.state", spec.state_dir),
+    ]
+
+
+def destroy_tenant(
+    request: DestroyRequest,
+    inventory_path: Path,
+    *,
+    open_session: Callable[[Inventory, str], HostSession] | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Result:
+    inventory = load_inventory(inventory_path)
+    tenant = inventory.tenants.get(request.slug)
+    if tenant is None:
+        raise InvalidInput(
+            f"SLUG: no tenant {request.slug!r} in {inventory.path}/tenants", field="slug"
+        )
+    if not request.confirmed and not request.dry_run:
+        raise InvalidInput(
+            f"--yes: destroying {request.slug!r} deletes its database (after a final dump), "
+            "containers, vhost and certificate; pass --yes to confirm or --dry-run to look",
+            field="yes",
+        )
+    host = inventory.host(tenant.host)
+    if open_session is None:
+        from omni.hosts.session import HostSession
+
+        session = HostSession(host)
+    else:
+        session = open_session(inventory, host.name)
+    now = clock()
+    try:
+        lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
+        with lock:
+            raw_password = session.transport.read_file(host.postgres.admin_password_file)
+            if raw_password is None:
+                raise StepFailed(f"host {host.name}: admin password file is missing")
+            admin_password = raw_password.decode().strip()
+            # Secrets only name things here; nothing is created with them.
+            spec = TenantSpec(
+                tenant,
+                host,
+                TenantSecrets.generate(),
+                tenant.app_port or 0,
+                tenant.redis_port or 0,
+                now=now,
+            )
+            resources = removal_resources(spec, admin_password, now.strftime("%Y%m%dT%H%M%SZ"))
+            plan = plan_resources(session, resources)
+            data: dict[str, Any] = {
+                "tenant": tenant.slug,
+                "host": host.name,
+                "dry_run": request.dry_run,
+            }
+            if request.dry_run:
+                return Result.success(COMMAND, data=data, steps=plan.steps)
+            try:
+                apply_plan(
+                    session,
+                    plan,
+                    progress or NullProgress(),
+                    lambda text: text.replace(admin_password, "********"),
+                )
+            except ApplyFailed as exc:
+                return Result.failure(COMMAND, [exc], data=data, steps=plan.steps, changed=True)
+            dumps = [
+                s.changes[0].after
+                for s in plan.steps
+                if s.resource == "postgres.dump" and s.changing
+            ]
+            data["dump"] = dumps[0] if dumps else None
+            inventory.tenant_file(tenant.slug).unlink(missing_ok=True)
+            return Result.success(COMMAND, data=data, steps=plan.steps)
+    finally:
+        session.close()

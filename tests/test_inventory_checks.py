@@ -1,0 +1,118 @@
+"""Cross-file inventory rules (pure functions), table-tested; each names both files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omni.inventory.checks import (
+    cross_file_problems,
+    duplicate_domains,
+    port_clashes,
+    ports_outside_ranges,
+    unknown_hosts,
+)
+from omni.inventory.loader import collect_inventory
+from omni.inventory.models import Host, Tenant
+from tests.test_inventory_loader import GOOD_HOSTS, write_inventory
+
+KEY = GOOD_HOSTS["hosts"]["dev"]["host_keys"][0]
+HOSTS = {
+    name: Host.model_validate(
+        {"name": name, "address": addr, "host_keys": [KEY], "acme": {"email": "o@example.com"},
+         "app_ports": {"start": 9000, "end": 9099}, "redis_ports": {"start": 6400, "end": 6499}}
+    )
+    for name, addr in (("dev", "203.0.113.10"), ("netcup", "198.51.100.20"))
+}
+
+
+def tenant(slug: str, host: str = "dev", domains: tuple[str, ...] = (), **extra: Any) -> Tenant:
+    return Tenant.model_validate({
+        "slug": slug, "host": host, "domains": list(domains or (f"{slug}.example.com",)),
+        "image": "medusa:1", **extra,
+    })
+
+
+def file_of(slug: str) -> str:
+    return f"tenants/{slug}.yaml"
+
+
+def by_slug(*tenants: Tenant) -> dict[str, Tenant]:
+    return {t.slug: t for t in tenants}
+
+
+CASES: list[tuple[str, dict[str, Tenant], list[list[str]]]] = [
+    ("all-fine", by_slug(tenant("aa", app_port=9000, redis_port=6400),
+                         tenant("bb", app_port=9001, redis_port=6401),
+                         tenant("cc", host="netcup", app_port=9000, redis_port=6400)), []),
+    ("unknown-host", by_slug(tenant("aa", host="hetzner")),
+     [["tenants/aa.yaml", "host", "unknown host 'hetzner'", "hosts.yaml", "dev, netcup"]]),
+    ("domain-twice-same-host", by_slug(tenant("aa", domains=("shop.example.com",)),
+                                       tenant("bb", domains=("x.example.com",
+                                                             "shop.example.com"))),
+     [["tenants/bb.yaml", "domains.1", "'shop.example.com'", "tenant 'aa'", "tenants/aa.yaml"]]),
+    ("domain-twice-across-hosts", by_slug(tenant("aa", domains=("shop.example.com",)),
+                                          tenant("bb", host="netcup",
+                                                 domains=("shop.example.com",))),
+     [["tenants/bb.yaml", "domains.0", "tenants/aa.yaml"]]),
+    ("same-app-port", by_slug(tenant("aa", app_port=9005), tenant("bb", app_port=9005)),
+     [["tenants/bb.yaml", "app_port", "9005", "tenant 'aa'", "tenants/aa.yaml", "as app_port"]]),
+    ("same-redis-port", by_slug(tenant("aa", redis_port=6405), tenant("bb", redis_port=6405)),
+     [["tenants/bb.yaml", "redis_port", "6405", "tenants/aa.yaml", "as redis_port"]]),
+    ("app-port-is-other-redis-port",
+     by_slug(tenant("aa", redis_port=6410), tenant("bb", app_port=6410)),
+     [["tenants/bb.yaml", "app_port", "6410", "tenants/aa.yaml", "as redis_port"],
+      ["tenants/bb.yaml", "app_port", "outside", "9000-9099"]]),
+    ("own-ports-equal", by_slug(tenant("aa", app_port=9009, redis_port=9009)),
+     [["tenants/aa.yaml", "redis_port", "itself", "as app_port"],
+      ["tenants/aa.yaml", "redis_port", "outside", "6400-6499"]]),
+    ("same-port-on-different-hosts-is-fine",
+     by_slug(tenant("aa", app_port=9000), tenant("bb", host="netcup", app_port=9000)), []),
+    ("app-port-outside-range", by_slug(tenant("aa", app_port=8080)),
+     [["tenants/aa.yaml", "app_port", "8080", "outside host 'dev'", "9000-9099", "hosts.yaml"]]),
+    ("redis-port-outside-range", by_slug(tenant("aa", redis_port=6379)),
+     [["tenants/aa.yaml", "redis_port", "6379", "6400-6499", "hosts.yaml"]]),
+]
+
+
+@pytest.mark.parametrize(("case", "tenants", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_cross_file_rule(case: str, tenants: dict[str, Tenant],
+                         expected: list[list[str]]) -> None:
+    problems = cross_file_problems(HOSTS, tenants, hosts_file="hosts.yaml", file_of=file_of)
+    assert len(problems) == len(expected), problems
+    for problem in problems:
+        assert "\n" not in problem
+    for parts in expected:
+        assert any(all(p in problem for p in parts) for problem in problems), (parts, problems)
+
+
+def test_individual_rules_are_pure_and_independent() -> None:
+    tenants = by_slug(tenant("aa", host="nowhere", app_port=1))
+    assert unknown_hosts(HOSTS, tenants, hosts_file="h", file_of=file_of)
+    assert not ports_outside_ranges(HOSTS, tenants, hosts_file="h", file_of=file_of)
+    assert not duplicate_domains(tenants, file_of=file_of)
+    assert not port_clashes(tenants, file_of=file_of)
+
+
+def test_without_a_valid_hosts_file_only_host_independent_rules_run() -> None:
+    tenants = by_slug(tenant("aa", host="nowhere", domains=("a.example.com",)),
+                      tenant("bb", host="nowhere", domains=("a.example.com",)))
+    problems = cross_file_problems(None, tenants, hosts_file="h", file_of=file_of)
+    assert len(problems) == 1
+    assert "already used by tenant 'aa'" in problems[0]
+
+
+def test_collect_inventory_reports_cross_file_problems_with_real_file_paths(
+    tmp_path: Path,
+) -> None:
+    a = {"slug": "aa", "host": "dev", "domains": ["shop.example.com"], "image": "m:1"}
+    b = {"slug": "bb", "host": "ghost", "domains": ["shop.example.com"], "image": "m:1"}
+    inv = write_inventory(tmp_path, tenants={"aa.yaml": a, "bb.yaml": b})
+    problems = collect_inventory(inv).problems
+    assert len(problems) == 2
+    assert any(str(inv / "tenants/bb.yaml") in p and "unknown host 'ghost'" in p
+               and str(inv / "hosts.yaml") in p for p in problems)
+    assert any(str(inv / "tenants/bb.yaml") in p and str(inv / "tenants/aa.yaml") in p
+               for p in problems)

@@ -1,0 +1,176 @@
+"""One contract, two transports: SSH to the lab's dev host, and local subprocess."""
+
+from __future__ import annotations
+
+import random
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from omni.errors import CommandFailed, CommandTimeout
+from omni.hosts.session import HostSession
+from omni.inventory.models import Host
+from omni.transport.base import Transport
+from omni.transport.local import LocalTransport
+from tests.lab import wait_until
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Target:
+    transport: Transport
+    scratch: str  # a fresh directory on the target host
+
+
+@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.lab), "local"])
+def target(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    session: Callable[[Host], HostSession],
+) -> Iterator[Target]:
+    if request.param == "local":
+        local = LocalTransport("local")
+        yield Target(local, str(tmp_path))
+        local.close()
+        return
+    dev_host: Host = request.getfixturevalue("dev_host")
+    transport = session(dev_host).transport
+    scratch = transport.run(["mktemp", "-d", "/tmp/omni-contract.XXXXXX"]).text().strip()
+    yield Target(transport, scratch)
+    transport.run(["rm", "-rf", "--", scratch], check=False)
+
+
+def test_exit_status_is_reported_without_check(target: Target) -> None:
+    result = target.transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], check=False)
+    assert (result.exit_status, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
+    assert not result.ok
+    assert target.transport.run(["true"]).ok
+
+
+def test_nonzero_exit_raises_naming_command_status_and_stderr(target: Target) -> None:
+    with pytest.raises(CommandFailed) as info:
+        target.transport.run(["sh", "-c", "echo 'it broke' >&2; exit 3"])
+    message = str(info.value)
+    assert "exited 3" in message
+    assert "it broke" in message
+    assert "sh -c" in message
+    assert info.value.fields["exit_status"] == 3
+
+
+def test_secrets_are_masked_in_failure_messages(target: Target) -> None:
+    secret = "hunter2-" + str(random.randrange(10**9))
+    with pytest.raises(CommandFailed) as info:
+        target.transport.run(
+            ["sh", "-c", 'echo "bad password $1" >&2; exit 1', "sh", secret], secrets=[secret]
+        )
+    assert secret not in str(info.value)
+    assert secret not in repr(info.value.to_dict())
+    assert "***" in str(info.value)
+
+
+@pytest.mark.parametrize("first", ["stdout", "stderr"])
+def test_ten_mib_on_each_stream_drains_without_hanging(target: Target, first: str) -> None:
+    # Writing the whole of one stream before the other deadlocks any reader that drains
+    # the streams one after the other; both orders are tried.
+    out = "head -c 10485760 /dev/zero | tr '\\0' o"
+    err = "head -c 10485760 /dev/zero | tr '\\0' e >&2"
+    script = f"{out}; {err}" if first == "stdout" else f"{err}; {out}"
+    result = target.transport.run(["sh", "-c", script], timeout=120)
+    assert len(result.stdout) == 10 * MIB
+    assert len(result.stderr) == 10 * MIB
+    assert set(result.stdout) == {ord("o")}
+    assert set(result.stderr) == {ord("e")}
+
+
+def test_timed_out_command_leaves_no_process_behind(target: Target) -> None:
+    # A unique sleep duration marks our processes; "[s]leep" keeps pgrep from matching
+    # its own command line (and the wrappers around it).
+    duration = f"{300 + random.random():.6f}"
+    started = f"{target.scratch}/started"
+    script = f"echo $$ > {shlex.quote(started)}; sleep {duration}; echo never"
+    with pytest.raises(CommandTimeout) as info:
+        target.transport.run(["sh", "-c", script], timeout=1)
+    assert "timed out" in str(info.value)
+    assert target.transport.read_file(started) is not None, "the command never started"
+
+    def gone() -> bool:
+        found = target.transport.run(["pgrep", "-f", f"[s]leep {duration}"], check=False)
+        return found.exit_status == 1
+
+    wait_until(gone, timeout=15, what=f"no process running sleep {duration}")
+
+
+def test_write_file_is_atomic_with_mode_and_leaves_no_temp(target: Target) -> None:
+    path = f"{target.scratch}/app.env"
+    target.transport.write_file(path, b"SECRET=1\n", mode=0o600)
+    assert target.transport.read_file(path) == b"SECRET=1\n"
+    mode = target.transport.run(["stat", "-c", "%a", path]).text().strip()
+    assert mode == "600"
+
+    target.transport.write_file(path, b"SECRET=2\n", mode=0o640)
+    assert target.transport.read_file(path) == b"SECRET=2\n"
+    assert target.transport.run(["stat", "-c", "%a", path]).text().strip() == "640"
+    listing = target.transport.run(["ls", "-A", target.scratch]).text().split()
+    assert listing == ["app.env"]
+
+
+def test_write_into_missing_directory_fails_and_leaves_nothing(target: Target) -> None:
+    with pytest.raises(Exception, match="cannot write"):
+        target.transport.write_file(f"{target.scratch}/missing/x", b"data")
+    assert target.transport.run(["ls", "-A", target.scratch]).text().split() == []
+
+
+def test_read_absent_file_is_none_and_remove_absent_is_fine(target: Target) -> None:
+    path = f"{target.scratch}/nothing-here"
+    assert target.transport.read_file(path) is None
+    target.transport.remove_file(path)
+    target.transport.write_file(path, b"x")
+    target.transport.remove_file(path)
+    assert target.transport.read_file(path) is None
+
+
+def test_stdin_is_passed_through_byte_for_byte(target: Target) -> None:
+    data = bytes(range(256)) * 4096 + b"\x00end"  # 1 MiB and a bit, binary
+    result = target.transport.run(["cat"], stdin=data)
+    assert result.stdout == data
+    assert target.transport.run(["cat"]).stdout == b""  # no stdin: EOF, not a hang
+
+
+def test_argv_arrives_verbatim_without_shell_interpretation(target: Target) -> None:
+    pwned = f"{target.scratch}/pwned"
+    args = [
+        "two words",
+        "'single'",
+        '"double"',
+        f"$(touch {pwned})",
+        f"`touch {pwned}`",
+        f"; touch {pwned}",
+        f"&& touch {pwned} #",
+        "*",
+        "back\\slash",
+        "$HOME",
+        "",
+        "new\nline",
+    ]
+    result = target.transport.run(["printf", "%s\\0", *args])
+    assert result.stdout.split(b"\0")[:-1] == [a.encode() for a in args]
+    assert target.transport.read_file(pwned) is None
+
+
+def test_open_process_is_a_byte_stream(target: Target) -> None:
+    stream = target.transport.open_process(["cat"])
+    try:
+        stream.settimeout(10)
+        stream.sendall(b"ping\n")
+        received = b""
+        while not received.endswith(b"\n"):
+            chunk = stream.recv(64)
+            assert chunk, "stream closed early"
+            received += chunk
+        assert received == b"ping\n"
+    finally:
+        stream.close()
