@@ -83,11 +83,29 @@ retry() {
 
 dk() { local sock=$1; shift; docker -H "unix://$sock" "$@"; }
 
-# kill_tree PID: our own child and all its descendants, by id.
-kill_tree() {
-    local p=$1 c
-    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill_tree "$c"; done
-    kill "$p" 2>/dev/null || true
+# descendants PID: PID and every process below it (our own children), deepest first.
+descendants() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do descendants "$c"; done
+    echo "$1"
+}
+
+# kill_trees PID...: TERM those trees by id; whatever ignores TERM (npm ci does, mid-install)
+# gets KILL after a short grace period.
+kill_trees() {
+    local p pids=() alive i
+    for p in "$@"; do mapfile -t -O "${#pids[@]}" pids < <(descendants "$p"); done
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for i in $(seq 1 30); do
+        alive=()
+        for p in "${pids[@]}"; do
+            case "$(ps -o stat= -p "$p" 2>/dev/null)" in ''|Z*) ;; *) alive+=("$p") ;; esac
+        done
+        [ "${#alive[@]}" -gt 0 ] || return 0
+        sleep 0.1
+    done
+    kill -KILL "${alive[@]}" 2>/dev/null || true
 }
 
 # safe_rm DIR: an interrupted debootstrap leaves /proc (maybe /sys) mounted in its root:
@@ -110,10 +128,9 @@ forget_pid() {
     BG_PIDS=("${keep[@]}")
 }
 cleanup() {
-    local p
     trap - ERR
     set +e
-    for p in "${BG_PIDS[@]}"; do kill_tree "$p"; done
+    kill_trees "${BG_PIDS[@]}"
     if [ -n "$WORK" ]; then safe_rm "$WORK" || true; fi
 }
 trap cleanup EXIT
@@ -143,8 +160,9 @@ MIRROR=$(awk '/^URIs:/ { print $2; exit }' "$SOURCES_FILE")
 mkdir -p "$CACHE" "$CACHE/npm" "$CACHE/logs"
 CACHE=$(realpath -e "$CACHE")
 # One images.sh at a time per cache: a second caller waits, then finds the warm path.
+STAGE="lock"
 exec 9>"$CACHE/.lock"
-flock 9
+flock -w 1200 9 || die "another images.sh held $CACHE/.lock for 20 minutes"
 # Holding the lock, nothing else is building: leftovers are from an interrupted run.
 for d in "$CACHE"/build.*; do safe_rm "$d"; done
 rm -f "$CACHE"/images-*.tar.tmp.*
@@ -331,6 +349,10 @@ STAGE="load"
 STAGE="verify"
 for s in "${LOAD_SOCKS[@]}"; do
     engine_has_all "$s" || die "$s lacks images with key $KEY after docker load"
+done
+# Images of older keys lost their tags to the new ones: drop those (only ours, by label).
+for s in "${NEED[@]}"; do
+    dk "$s" image prune -f --filter "label=$KEY_LABEL" >/dev/null 2>&1 || true
 done
 
 echo "images.sh: all engines up to date in $(fmt_ms "$(ms_since "$T_ALL")")"

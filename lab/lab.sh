@@ -52,12 +52,21 @@ wait_until() {
   done
 }
 
+# running PID: the process exists and is not a zombie (this machine's init reaps orphans
+# only every few seconds, and `kill -0` succeeds on a zombie).
+running() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+gone() { ! running "$1"; }
+
 # pid_of PIDFILE: the pid in PIDFILE when that process is alive, else nothing (exit 1).
 pid_of() {
   local pid
   [[ -r "$1" ]] || return 1
   pid=$(head -n1 "$1" 2>/dev/null | tr -dc 0-9)
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -n "$pid" ]] && running "$pid" || return 1
   echo "$pid"
 }
 
@@ -110,10 +119,10 @@ stop_pid() {
   fi
   pid=$(pid_of "$pidfile")
   kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_until "$secs" bash -c "! kill -0 $pid"; then
+  if ! wait_until "$secs" gone $pid; then
     say "$name (pid $pid) did not stop in ${secs}s: killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    wait_until 5 bash -c "! kill -0 $pid" || fail "$name" "pid $pid survives SIGKILL"
+    wait_until 5 gone $pid || fail "$name" "pid $pid survives SIGKILL"
   fi
   rm -f "$pidfile"
 }
@@ -391,7 +400,7 @@ docker_up() {
     fi
     say "docker $h: no answer yet (try $try of 3)"
     kill -TERM "$pid" 2>/dev/null || true
-    wait_until 30 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+    wait_until 30 gone $pid || kill -KILL "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   done
   fail "docker $h" "engine did not answer on unix://$sock" "$log"
@@ -403,7 +412,7 @@ docker_down() {
   cpid=$(pid_of "$cpidfile" 2>/dev/null) || cpid=""
   stop_pid "docker $h" "$RUN/$h/docker.pid" dockerd 60
   # dockerd stops its containerd on exit; wait for it so nothing is left behind.
-  if [[ -n "$cpid" ]] && ! wait_until 20 bash -c "! kill -0 $cpid"; then
+  if [[ -n "$cpid" ]] && ! wait_until 20 gone $cpid; then
     kill -KILL "$cpid" 2>/dev/null || true
   fi
 }
@@ -626,4 +635,5 @@ main() {
   esac
 }
 
+[[ -n "${LAB_TRACE:-}" ]] && { PS4='+ ${EPOCHREALTIME} '; set -x; }
 main "$@"

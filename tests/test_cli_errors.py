@@ -118,3 +118,16 @@ def test_no_color_output_has_no_escape_sequences() -> None:
     proc = omni("--inventory", "inventory", "hosts", "check", "nowhere",
                 env={"NO_COLOR": "1", "OMNI_COLOR": "1"})
     assert "\x1b[" not in proc.stdout + proc.stderr
+
+
+def test_a_bad_setting_in_the_environment_is_invalid_input_naming_the_field() -> None:
+    proc = omni("inventory", "check", env={"OMNI_DEBUG": "maybe"})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error[invalid_input]: settings (OMNI_* / .env): debug: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_omni_json_setting_turns_on_the_envelope() -> None:
+    proc = omni("--inventory", "inventory", "inventory", "check", env={"OMNI_JSON": "1"})
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["status"] == "success"

@@ -91,6 +91,26 @@ def test_a_host_without_sshd_is_reported_unreachable_and_others_still_run(
 
 
 @pytest.mark.lab
+def test_a_host_presenting_an_unpinned_key_fails_the_host_key_row(
+    lab_hosts: HostsFile, tmp_path: Path
+) -> None:
+    raw_dev = yaml.safe_load((labmod.inventory_dir() / "hosts.yaml").read_text())["hosts"]["dev"]
+    impostor = {**raw_dev, "host_keys": [labmod.fresh_public_key("ssh-ed25519")]}
+    inv = temp_inventory(tmp_path, {"impostor": impostor})
+
+    code, envelope, _ = hosts_check(inv, "impostor")
+
+    assert code == 1
+    checks = rows(envelope, "impostor")
+    assert checks["reachable"]["ok"]
+    assert checks["host_key"]["status"] == "fail"
+    assert checks["host_key"]["code"] == "host_key_rejected"
+    assert "SHA256:" in checks["host_key"]["detail"]
+    assert checks["login"]["status"] == "skip"
+    assert checks["docker"]["status"] == "skip"
+
+
+@pytest.mark.lab
 def test_human_output_is_a_table_with_a_row_per_check(
     lab_hosts: HostsFile, tmp_path: Path
 ) -> None:

@@ -196,7 +196,9 @@ def _assert_one_line(message: str, expected: list[str]) -> None:
         assert part in message, f"{part!r} not in {message!r}"
 
 
-@pytest.mark.parametrize(("case", "hosts", "expected"), HOSTS_CASES, ids=[c[0] for c in HOSTS_CASES])
+@pytest.mark.parametrize(
+    ("case", "hosts", "expected"), HOSTS_CASES, ids=[c[0] for c in HOSTS_CASES]
+)
 def test_bad_hosts_file_gives_one_line_naming_file_field_and_rule(
     tmp_path: Path, case: str, hosts: Any, expected: list[str]
 ) -> None:

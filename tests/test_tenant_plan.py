@@ -151,7 +151,9 @@ def test_secrets_roundtrip_and_never_repr() -> None:
 
 
 def test_file_plan_fixes_owner_without_rewriting() -> None:
-    managed = ManagedFile("redis.config", "/srv/t/redis.conf", b"x\n", 0o600, "x\n", owner="999:999")
+    managed = ManagedFile(
+        "redis.config", "/srv/t/redis.conf", b"x\n", 0o600, "x\n", owner="999:999"
+    )
     (step,) = managed.plan((b"x\n", "0:0"))
     assert step.verb is Verb.UPDATE
     assert step.changes[0].after == "999:999"
