@@ -58,8 +58,8 @@ run_stage() {
     ( set -e; "$@" ) >"$log" 2>&1 &
     local pid=$!
     BG_PIDS+=("$pid")
-    wait "$pid"
-    rc=$?
+    # `|| rc=$?`: a bare failing wait would fire the ERR trap (errexit off or not).
+    wait "$pid" || rc=$?
     forget_pid "$pid"
     set -e
     if [ "$rc" -ne 0 ]; then
@@ -313,11 +313,18 @@ if [ ! -f "$TARBALL" ]; then
         APP_RC=0
         wait "$APP_PID" || APP_RC=$?
         forget_pid "$APP_PID"
+        if [ "$APP_RC" -ne 0 ]; then
+            kill_trees "$BASE_PID"
+            wait "$BASE_PID" 2>/dev/null || true
+            forget_pid "$BASE_PID"
+            STAGE="app"
+            die "exit $APP_RC; log: $LOG_DIR/app.log"
+        fi
         BASE_RC=0
         wait "$BASE_PID" || BASE_RC=$?
         forget_pid "$BASE_PID"
-        STAGE="base"; [ "$BASE_RC" -eq 0 ] || exit "$BASE_RC"
-        STAGE="app"; [ "$APP_RC" -eq 0 ] || exit "$APP_RC"
+        STAGE="base"
+        [ "$BASE_RC" -eq 0 ] || die "exit $BASE_RC; log: $LOG_DIR/base.log"
         run_stage redis-image stage_redis
         run_stage medusa-shared-image stage_medusa_shared
         run_stage medusa-release-images stage_medusa_releases

@@ -10,7 +10,8 @@
 # State lives in <repo>/.lab/; sockets and pidfiles in /run/omni-lab/<hash of the repo path>/
 # (unix socket paths are limited to 108 bytes, and CI clones the repo into another folder).
 # Runs as root on Debian 12. Every wait polls with a deadline; a failure prints one line
-# naming the service, then the tail of its log, and exits non-zero.
+# naming the service, then the tail of its log, and exits non-zero. LAB_TRACE=1 traces it
+# with timestamps.
 set -euo pipefail
 umask 022
 
@@ -90,10 +91,14 @@ listener() {
 require_free() {
   local who
   who=$(listener "$2" "$3")
-  [[ -z "$who" ]] || fail "$1" "cannot listen on $2:$3: already taken by: $who (stop that service first; e.g. a system $1)"
+  [[ -z "$who" ]] && return 0
+  case "$who" in
+    0.0.0.0:* | "*:"* | "[::]:"*)
+      fail "$1" "cannot listen on $2:$3: a server listens on ALL addresses ($who), probably the system's own $1: stop it or bind it to 127.0.0.1 only" ;;
+    *) fail "$1" "cannot listen on $2:$3: already taken by: $who (stop that process first)" ;;
+  esac
 }
 
-tcp_answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 ssh_banner() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/22 && head -c 8 <&3" 2>/dev/null | grep -q '^SSH-2.0'; }
 http_404() { [[ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$1/")" == 404 ]]; }
 dns_answers() { python3 "$LIB/dnsq.py" 127.0.0.1 "$DNS_PORT" probe.dev.lab.test 1 | grep -qx 127.0.0.2; }
@@ -119,10 +124,10 @@ stop_pid() {
   fi
   pid=$(pid_of "$pidfile")
   kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_until "$secs" gone $pid; then
+  if ! wait_until "$secs" gone "$pid"; then
     say "$name (pid $pid) did not stop in ${secs}s: killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    wait_until 5 gone $pid || fail "$name" "pid $pid survives SIGKILL"
+    wait_until 5 gone "$pid" || fail "$name" "pid $pid survives SIGKILL"
   fi
   rm -f "$pidfile"
 }
@@ -216,7 +221,7 @@ EOF
   /usr/sbin/sshd -t -f "$conf" 2>>"$log" || fail "sshd $h" "config test failed ($conf)" "$log"
   local try
   for try in 1 2 3; do
-    /usr/sbin/sshd -f "$conf" -E "$log" </dev/null >>"$log" 2>&1 9>&- || true
+    /usr/sbin/sshd -f "$conf" -E "$log" </dev/null >/dev/null 2>&1 9>&- || true
     if wait_until 10 ssh_banner "$a" && alive "$pidfile" sshd; then
       return 0
     fi
@@ -231,28 +236,34 @@ EOF
 # (e.g. a clone under /root), the cluster lives under /var/lib/omni-lab and .lab links to it.
 pg_datadir() {
   local h=$1
-  if runuser -u postgres -- test -x "$LAB/hosts/$h"; then
+  if pgrun test -x "$LAB/hosts/$h"; then
     echo "$LAB/hosts/$h/pg"
   else
     echo "/var/lib/omni-lab/$HASH/$h/pg"
   fi
 }
 
+# pgrun CMD...: CMD as the postgres user, from a folder it may enter.
+pgrun() { (cd / && runuser -u postgres -- "$@"); }
+
 pg_up() {
   local h=$1 a=${ADDR[$1]} d="$LAB/hosts/$1"
   local data log="$d/postgres.log" sock="$RUN/$h/pgsock" pwfile="$d/postgres-admin.password"
   data=$(pg_datadir "$h")
   install -d -m 755 -o postgres -g postgres "$sock"
-  touch "$log" && chown postgres:postgres "$log"
   if [[ "$data" != "$d/pg" ]]; then
     install -d -m 755 "$(dirname "$data")"
     [[ -L "$d/pg" ]] || ln -sfn "$data" "$d/pg"
+    # The server writes its log itself, so it sits where postgres can reach it too.
+    log="$(dirname "$data")/postgres.log"
+    [[ -L "$d/postgres.log" ]] || ln -sfn "$log" "$d/postgres.log"
   fi
+  touch "$log" && chown postgres:postgres "$log"
   if [[ ! -s "$data/PG_VERSION" ]]; then
     say "initdb $h"
     rm -rf "$data"
     install -d -m 700 -o postgres -g postgres "$data"
-    runuser -u postgres -- "$PGBIN/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+    pgrun "$PGBIN/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
       --auth-local=peer --auth-host=scram-sha-256 >>"$log" 2>&1 ||
       fail "postgres $h" "initdb failed" "$log"
     echo "include 'omni-lab.conf'" >>"$data/postgresql.conf"
@@ -275,22 +286,22 @@ local   all   all                  peer
 host    all   all   127.0.0.0/8    scram-sha-256
 EOF
   chown postgres:postgres "$data/omni-lab.conf" "$data/pg_hba.conf"
-  if ! (runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1 && pg_ready "$a"); then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+  if ! (pgrun "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1 && pg_ready "$a"); then
+    pgrun "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
     require_free postgres "$a" 5432
     local try started=""
     for try in 1 2 3; do
-      if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start </dev/null >/dev/null 2>&1 9>&- &&
+      if pgrun "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start </dev/null >/dev/null 2>&1 9>&- &&
         wait_until 30 pg_ready "$a"; then
         started=1
         break
       fi
-      runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+      pgrun "$PGBIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
     done
     [[ -n "$started" ]] || fail "postgres $h" "did not answer on $a:5432" "$log"
   else
     # pg_hba.conf / omni-lab.conf may have changed: a reload is cheap and harmless.
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" reload >/dev/null 2>&1 || true
+    pgrun "$PGBIN/pg_ctl" -D "$data" reload >/dev/null 2>&1 || true
   fi
   if [[ ! -s "$pwfile" ]]; then
     (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$pwfile.tmp" && mv "$pwfile.tmp" "$pwfile")
@@ -300,7 +311,7 @@ EOF
   {
     printf "SELECT 'CREATE ROLE omni_admin' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'omni_admin')\\\\gexec\n"
     printf "ALTER ROLE omni_admin WITH SUPERUSER LOGIN PASSWORD '%s';\n" "$(cat "$pwfile")"
-  } | runuser -u postgres -- "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p 5432 -d postgres >/dev/null 2>>"$log" ||
+  } | pgrun "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p 5432 -d postgres >/dev/null 2>>"$log" ||
     fail "postgres $h" "could not create/update role omni_admin" "$log"
 }
 
@@ -308,9 +319,9 @@ pg_down() {
   local h=$1 data
   data=$(readlink -f "$LAB/hosts/$h/pg" 2>/dev/null) || return 0
   [[ -s "$data/PG_VERSION" ]] || return 0
-  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-  if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
+  pgrun "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  if pgrun "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    pgrun "$PGBIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
       fail "postgres $h" "did not stop" "$LAB/hosts/$h/postgres.log"
   fi
 }
@@ -400,7 +411,7 @@ docker_up() {
     fi
     say "docker $h: no answer yet (try $try of 3)"
     kill -TERM "$pid" 2>/dev/null || true
-    wait_until 30 gone $pid || kill -KILL "$pid" 2>/dev/null || true
+    wait_until 30 gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   done
   fail "docker $h" "engine did not answer on unix://$sock" "$log"
@@ -412,7 +423,7 @@ docker_down() {
   cpid=$(pid_of "$cpidfile" 2>/dev/null) || cpid=""
   stop_pid "docker $h" "$RUN/$h/docker.pid" dockerd 60
   # dockerd stops its containerd on exit; wait for it so nothing is left behind.
-  if [[ -n "$cpid" ]] && ! wait_until 20 gone $cpid; then
+  if [[ -n "$cpid" ]] && ! wait_until 20 gone "$cpid"; then
     kill -KILL "$cpid" 2>/dev/null || true
   fi
 }

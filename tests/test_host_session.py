@@ -7,7 +7,7 @@ transport (omni running on the server itself).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -70,7 +70,8 @@ def test_docker_run_once_returns_exit_code_and_logs_and_removes(
     spec = ContainerSpec(
         name=name,
         image=host.redis_image,
-        command=["sh", "-c", 'echo "hello $GREETING"; echo oops >&2; exit 3'],
+        entrypoint=["sh", "-c"],
+        command=['echo "hello $GREETING"; echo oops >&2; exit 3'],
         env={"GREETING": "sekrit-value"},
     )
     assert "sekrit-value" not in repr(spec)
@@ -91,7 +92,8 @@ def test_docker_container_lifecycle(host: Host, session: Opener) -> None:
             ContainerSpec(
                 name=name,
                 image=host.redis_image,
-                command=["sleep", "600"],
+                entrypoint=["sleep"],
+                command=["600"],
                 env={"TOKEN": "tok-" + tag},
                 labels=labels,
             )
@@ -103,7 +105,7 @@ def test_docker_container_lifecycle(host: Host, session: Opener) -> None:
         )
         assert info.env["TOKEN"] == "tok-" + tag
         assert "tok-" + tag not in repr(info)
-        assert info.cmd == ("sleep", "600")
+        assert (info.entrypoint, info.cmd) == (("sleep",), ("600",))
         assert [c.name for c in engine.list_containers(labels)] == [name]
         engine.rename(name, renamed)
         assert engine.container(name) is None
@@ -117,8 +119,18 @@ def test_docker_container_lifecycle(host: Host, session: Opener) -> None:
     assert engine.list_containers(labels) == []
 
 
-def test_lock_held_twice_is_refused_then_free_again(host: Host, session: Opener) -> None:
+@pytest.fixture
+def lock_name(dev_host: Host, session: Opener) -> Iterator[str]:
+    """A fresh lock name; its lock file is removed afterwards."""
     name = "test-" + uuid.uuid4().hex[:8]
+    yield name
+    session(dev_host).transport.remove_file(f"{dev_host.state_dir}/locks/{name}.lock")
+
+
+def test_lock_held_twice_is_refused_then_free_again(
+    host: Host, session: Opener, lock_name: str
+) -> None:
+    name = lock_name
     first, second = session(host), session(host)
     with first.lock(name):
         with pytest.raises(LockHeld) as info, second.lock(name):
@@ -128,8 +140,10 @@ def test_lock_held_twice_is_refused_then_free_again(host: Host, session: Opener)
         pass
 
 
-def test_lock_is_released_when_the_holder_connection_dies(dev_host: Host, session: Opener) -> None:
-    name = "test-" + uuid.uuid4().hex[:8]
+def test_lock_is_released_when_the_holder_connection_dies(
+    dev_host: Host, session: Opener, lock_name: str
+) -> None:
+    name = lock_name
     holder, other = session(dev_host), session(dev_host)
     held = holder.lock(name)
     held.__enter__()

@@ -39,6 +39,7 @@ class ContainerInfo:
     env: Mapping[str, str] = field(repr=False)
     cmd: tuple[str, ...]
     restart_policy: str | None
+    entrypoint: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ContainerSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = "host"
     restart_policy: Literal["unless-stopped"] | None = "unless-stopped"
+    entrypoint: Sequence[str] | None = None  # None: the image's own
     # Bind mounts: (path on the host, path in the container, read-only).
     mounts: Sequence[tuple[str, str, bool]] = ()
     user: str | None = None  # "uid:gid" to run as; None: the image's USER
@@ -142,6 +144,7 @@ def _info(data: Mapping[str, Any]) -> ContainerInfo:
         env=env,
         cmd=tuple(config.get("Cmd") or ()),
         restart_policy=restart,
+        entrypoint=tuple(config.get("Entrypoint") or ()),
     )
 
 
@@ -268,6 +271,7 @@ class DockerEngine:
             created = self._client.create_container(
                 image=spec.image,
                 command=list(spec.command) if spec.command is not None else None,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
                 name=spec.name,
                 environment=dict(spec.env),
                 labels=dict(spec.labels),

@@ -11,7 +11,7 @@ set -euo pipefail
 # or $OMNI_INVENTORY (worker env); $ssh_key_variable (step argument): the path of a secret
 # Windmill variable holding the SSH private key, written to a 0600 file in a private temp
 # HOME (so the inventory's `identity: ~/.ssh/omni_deploy` finds it) and removed on exit;
-# empty means "use the identity file the inventory names on this worker". $OMNI_BIN
+# "none" means "use the identity file the inventory names on this worker". $OMNI_BIN
 # overrides the omni executable. Nothing secret is ever printed or put on a command line.
 umask 077
 _omni_work=""
@@ -73,7 +73,7 @@ omni_step() {
     return
   fi
   _omni_work="$(mktemp -d)"
-  if [[ -n "${ssh_key_variable:-}" ]]; then
+  if [[ -n "${ssh_key_variable:-}" && "$ssh_key_variable" != none ]]; then
     mkdir -p "$_omni_work/home/.ssh"
     _omni_fetch_key "$ssh_key_variable" "$_omni_work/home/.ssh/omni_deploy" || return
     run=(env "HOME=$_omni_work/home" "${run[@]}")
