@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# The demo: omni's main job on the running lab (make demo runs `bash lab/lab.sh up` first).
-# For now: `omni hosts check` against both lab hosts over their pinned SSH connections.
+# The demo (`make demo`, after `make lab`): omni's main job on the lab.
+#   1. `omni hosts check` on both lab hosts over their pinned SSH connections;
+#   2. `omni tenant create demo` on dev: Postgres role + database, Redis, migrations, a real
+#      Medusa container, nginx vhost and a Pebble-issued certificate, behind a health gate;
+#   3. `omni tenant list`, and Medusa's /health fetched over HTTPS, verified against Pebble's
+#      root, with SNI through dev's nginx.
+# Re-running it is safe: the second create is all no-ops.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$ROOT"
 
 if [[ ! -s .lab/inventory/hosts.yaml ]]; then
-  echo "demo: no lab inventory at .lab/inventory/hosts.yaml: run 'bash lab/lab.sh up' (or 'make lab') first" >&2
+  echo "demo: no lab inventory at .lab/inventory/hosts.yaml: run 'make lab' first" >&2
   exit 1
 fi
 # shellcheck disable=SC1091
 . .lab/lab.env
+OMNI=(.venv/bin/omni --inventory .lab/inventory)
+SLUG=${DEMO_TENANT:-demo}
+DOMAIN="$SLUG.dev.lab.test"
 
-if [[ ! -x .venv/bin/omni ]] || ! .venv/bin/omni --help >/dev/null 2>&1; then
-  echo "demo: notice: the omni CLI is not available yet (.venv/bin/omni); run 'make venv' once it exists" >&2
-  exit 0
+echo "demo: omni hosts check" >&2
+"${OMNI[@]}" hosts check
+
+echo "demo: omni tenant create $SLUG --host dev --domain $DOMAIN --image omni-lab/medusa:v1" >&2
+if [[ -f ".lab/inventory/tenants/$SLUG.yaml" ]]; then
+  "${OMNI[@]}" tenant create "$SLUG"
+else
+  "${OMNI[@]}" tenant create "$SLUG" --host dev --domain "$DOMAIN" --image omni-lab/medusa:v1
 fi
 
-echo "demo: omni --inventory .lab/inventory hosts check" >&2
-.venv/bin/omni --inventory .lab/inventory hosts check
+echo "demo: omni tenant list" >&2
+"${OMNI[@]}" tenant list
+
+echo "demo: curl https://$DOMAIN/health (resolved to dev's nginx, verified against Pebble's root)" >&2
+curl --silent --show-error --fail --cacert "$LAB_PEBBLE_ROOT" \
+  --resolve "$DOMAIN:443:$LAB_DEV_ADDRESS" "https://$DOMAIN/health"
+echo
+echo "demo: done. Open the tenant: curl --cacert $LAB_PEBBLE_ROOT --resolve $DOMAIN:443:$LAB_DEV_ADDRESS https://$DOMAIN/health" >&2

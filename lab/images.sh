@@ -86,7 +86,7 @@ dk() { local sock=$1; shift; docker -H "unix://$sock" "$@"; }
 # descendants PID: PID and every process below it (our own children), deepest first.
 descendants() {
     local c
-    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do descendants "$c"; done
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do descendants "$c"; done
     echo "$1"
 }
 
@@ -100,7 +100,7 @@ kill_trees() {
     for i in $(seq 1 30); do
         alive=()
         for p in "${pids[@]}"; do
-            case "$(ps -o stat= -p "$p" 2>/dev/null)" in ''|Z*) ;; *) alive+=("$p") ;; esac
+            case "$(ps -o stat= -p "$p" 2>/dev/null || true)" in ''|Z*) ;; *) alive+=("$p") ;; esac
         done
         [ "${#alive[@]}" -gt 0 ] || return 0
         sleep 0.1

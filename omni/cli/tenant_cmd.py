@@ -9,7 +9,7 @@ from rich.console import Console
 
 from omni.cli.context import CliContext
 from omni.cli.progress import ConsoleProgress
-from omni.output.render import print_steps
+from omni.output.render import print_steps, steps_table
 from omni.output.result import Result
 
 app = typer.Typer(no_args_is_help=True, help="Create, list, show and destroy tenants.")
@@ -31,8 +31,11 @@ ExpectPlanOpt = Annotated[
 
 
 def _create_view(result: Result, out: Console) -> None:
-    print_steps(result.steps, out)
     data = result.data
+    if data.get("dry_run") or not result.ok:
+        print_steps(result.steps, out)  # the reviewable plan: table and diffs
+    else:
+        out.print(steps_table(result.steps))  # what was done; diffs were in the dry run
     fingerprint = data.get("plan_fingerprint", "")
     if data.get("dry_run"):
         verdict = "changes planned" if result.changed else "nothing to do"
