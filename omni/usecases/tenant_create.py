@@ -25,6 +25,7 @@ from omni.engine.engine import (
     plan_resources,
     verify,
 )
+from omni import validation
 from omni.errors import InvalidInput, OmniError, StepFailed
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
@@ -55,6 +56,7 @@ class CreateRequest:
 def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant, bool]:
     """The tenant to converge and whether its inventory file is new. Pure; raises
     ``InvalidInput`` naming the CLI option and the rule."""
+    _check_given_options(request)
     existing = inventory.tenants.get(request.slug)
     if existing is not None:
         conflicts = [
@@ -113,6 +115,23 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
     if problems:
         raise InvalidInput(problems[0], field="domain")
     return tenant, True
+
+
+def _check_given_options(request: CreateRequest) -> None:
+    """Each option that was given obeys its rule, before anything else is said about it."""
+    checks: list[tuple[str, Callable[[str], str], str | None]] = [
+        ("SLUG", validation.check_slug, request.slug),
+        ("--host", validation.check_host_name, request.host),
+        ("--image", validation.check_image, request.image),
+    ]
+    checks += [("--domain", validation.check_domain, domain) for domain in request.domains]
+    for option, check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            raise InvalidInput(f"{option}: {exc}", field=option.lstrip("-").lower()) from None
 
 
 def _option_error(exc: ValidationError) -> str:
