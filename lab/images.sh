@@ -318,13 +318,13 @@ if [ ! -f "$TARBALL" ]; then
             wait "$BASE_PID" 2>/dev/null || true
             forget_pid "$BASE_PID"
             STAGE="app"
-            die "exit $APP_RC; log: $LOG_DIR/app.log"
+            exit "$APP_RC"  # run_stage already printed the stage's one-line failure
         fi
         BASE_RC=0
         wait "$BASE_PID" || BASE_RC=$?
         forget_pid "$BASE_PID"
         STAGE="base"
-        [ "$BASE_RC" -eq 0 ] || die "exit $BASE_RC; log: $LOG_DIR/base.log"
+        [ "$BASE_RC" -eq 0 ] || exit "$BASE_RC"  # run_stage printed the failure line
         run_stage redis-image stage_redis
         run_stage medusa-shared-image stage_medusa_shared
         run_stage medusa-release-images stage_medusa_releases

@@ -31,6 +31,8 @@ from omni.transport.base import CommandResult, Transport
 LiveCheck = Callable[[], "str | None"]
 
 CONFIG_MODE = 0o644
+# Host-wide lock name serialising nginx config changes and reloads across omni runs.
+NGINX_LOCK = "nginx"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from omni.acme.certinfo import CertState, cert_state
 from omni.acme.webroot import Webroot, preflight
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import InstallOptions, nginx_error_line, wait_live
+from omni.nginx import NGINX_LOCK, InstallOptions, nginx_error_line, wait_live
 from omni.resources.vhost import leaf_der, nginx_address
 
 if TYPE_CHECKING:
@@ -151,14 +151,21 @@ class CertificateResource:
         spec = self.spec
         try:
             served = probe.served_certificate(
-                nginx_address(spec), spec.host.nginx.https_port, spec.primary_domain,
-                spec.host.health.ca_bundle, self.preflight_timeout,
+                nginx_address(spec),
+                spec.host.nginx.https_port,
+                spec.primary_domain,
+                spec.host.health.ca_bundle,
+                self.preflight_timeout,
             )
         except probe.ProbeError as exc:
             return str(exc)
         return None if served == leaf else "nginx still serves the previous certificate"
 
     def _reload(self, session: HostSession, leaf: bytes | None) -> None:
+        with session.lock(NGINX_LOCK):
+            self._reload_locked(session, leaf)
+
+    def _reload_locked(self, session: HostSession, leaf: bytes | None) -> None:
         nginx = self.spec.host.nginx
         transport = session.transport
         tested = transport.run(nginx.test_command, check=False)
@@ -169,8 +176,9 @@ class CertificateResource:
             )
         reloaded = transport.run(nginx.reload_command, check=False)
         if not reloaded.ok:
-            raise StepFailed(f"certificate written but nginx reload failed: "
-                             f"{nginx_error_line(reloaded)}")
+            raise StepFailed(
+                f"certificate written but nginx reload failed: {nginx_error_line(reloaded)}"
+            )
         reason = wait_live(lambda: self._serving(leaf), self.reload_options)
         if reason is not None:
             raise StepFailed(f"certificate written and nginx reloaded, but: {reason}")

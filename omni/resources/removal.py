@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
+from omni.nginx import NGINX_LOCK
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -140,6 +141,10 @@ class VhostAbsent:
         return _delete(self.key, f"vhost {self.path} and reload nginx", "present")
 
     def apply(self, session: HostSession, step: Step) -> None:
+        with session.lock(NGINX_LOCK):
+            self._remove(session)
+
+    def _remove(self, session: HostSession) -> None:
         transport = session.transport
         previous = transport.read_file(self.path)
         transport.remove_file(self.path)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from omni import probe
 from omni.engine.step import Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import InstallOptions, install_config
+from omni.nginx import NGINX_LOCK, InstallOptions, install_config
 from omni.render import LIVE_CHECK_PATH, render_vhost, vhost_digest
 from omni.resources.files import unified_diff
 
@@ -121,14 +121,17 @@ class VhostResource:
                 "step must succeed before the vhost is installed",
                 path=self.path,
             )
-        install_config(
-            transport,
-            self.spec.host.nginx,
-            self.path,
-            self.content.encode(),
-            lambda: self.check_live(leaf),
-            self.options,
-        )
+        # One nginx change at a time per host: another tenant's half-installed file would
+        # fail this run's `nginx -t`, and reloads must not interleave.
+        with session.lock(NGINX_LOCK):
+            install_config(
+                transport,
+                self.spec.host.nginx,
+                self.path,
+                self.content.encode(),
+                lambda: self.check_live(leaf),
+                self.options,
+            )
 
     def check_live(self, expected_leaf: bytes | None = None) -> str | None:
         """None when both servers of this exact file answer, else why not.
@@ -166,8 +169,13 @@ class VhostResource:
             return f"served certificate does not cover {', '.join(missing)}"
         if expected_leaf is not None:
             try:
-                served = probe.served_certificate(address, nginx.https_port, domain,
-                                                  spec.host.health.ca_bundle, self.probe_timeout)
+                served = probe.served_certificate(
+                    address,
+                    nginx.https_port,
+                    domain,
+                    spec.host.health.ca_bundle,
+                    self.probe_timeout,
+                )
             except probe.ProbeError as exc:
                 return str(exc)
             if served != expected_leaf:

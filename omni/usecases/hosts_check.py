@@ -146,8 +146,10 @@ def check_nginx(session: Session, host: Host, timeout: float) -> str:
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     if not result.ok:
         # nginx puts the offending line first, the "test failed" summary last.
-        raise CheckFailed(f"`{' '.join(host.nginx.test_command)}` exited "
-                          f"{result.exit_status}: {lines[0] if lines else 'no output'}")
+        raise CheckFailed(
+            f"`{' '.join(host.nginx.test_command)}` exited "
+            f"{result.exit_status}: {lines[0] if lines else 'no output'}"
+        )
     return lines[-1] if lines else "config test passed"
 
 
@@ -210,22 +212,33 @@ def _connection_rows(host: Host, error: OmniError | None) -> list[CheckRow]:
         pins = len(host.host_keys)
         return [
             CheckRow("reachable", "ok", where),
-            CheckRow("host_key", "ok", f"matches one of {pins} pinned key(s)"
-                     if host.transport == "ssh" else "local transport: no SSH"),
+            CheckRow(
+                "host_key",
+                "ok",
+                f"matches one of {pins} pinned key(s)"
+                if host.transport == "ssh"
+                else "local transport: no SSH",
+            ),
             CheckRow("login", "ok", f"as {host.user}" if host.transport == "ssh" else "local"),
         ]
     msg = _one_line(error.message)
     if isinstance(error, HostKeyMismatch):
-        return [CheckRow("reachable", "ok", where),
-                CheckRow("host_key", "fail", msg, error.code),
-                CheckRow("login", "skip", "not attempted with an untrusted key")]
+        return [
+            CheckRow("reachable", "ok", where),
+            CheckRow("host_key", "fail", msg, error.code),
+            CheckRow("login", "skip", "not attempted with an untrusted key"),
+        ]
     if isinstance(error, AuthenticationFailed):
-        return [CheckRow("reachable", "ok", where),
-                CheckRow("host_key", "ok", "pinned key matched"),
-                CheckRow("login", "fail", msg, error.code)]
-    return [CheckRow("reachable", "fail", msg, error.code),
-            CheckRow("host_key", "skip", "not reached"),
-            CheckRow("login", "skip", "not reached")]
+        return [
+            CheckRow("reachable", "ok", where),
+            CheckRow("host_key", "ok", "pinned key matched"),
+            CheckRow("login", "fail", msg, error.code),
+        ]
+    return [
+        CheckRow("reachable", "fail", msg, error.code),
+        CheckRow("host_key", "skip", "not reached"),
+        CheckRow("login", "skip", "not reached"),
+    ]
 
 
 def check_host(
@@ -286,17 +299,20 @@ def hosts_check(
     The result's ``data.hosts`` lists each host with its rows; any failed row makes the
     result an error with exit code CHECK_FAILED (1).
     """
-    hosts = [inventory.host(n) for n in dict.fromkeys(names)] if names else [
-        inventory.hosts[n] for n in sorted(inventory.hosts)
-    ]
+    hosts = (
+        [inventory.host(n) for n in dict.fromkeys(names)]
+        if names
+        else [inventory.hosts[n] for n in sorted(inventory.hosts)]
+    )
 
     def one(host: Host) -> list[CheckRow]:
-        rows = check_host(host, open_session=open_session, timeouts=timeouts,
-                          min_free=min_free)
+        rows = check_host(host, open_session=open_session, timeouts=timeouts, min_free=min_free)
         if progress is not None:
             failed = sum(r.status == "fail" for r in rows)
-            progress(f"host {host.name}: " + (f"{failed} check(s) failed" if failed
-                                               else "all checks passed"))
+            progress(
+                f"host {host.name}: "
+                + (f"{failed} check(s) failed" if failed else "all checks passed")
+            )
         return rows
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
@@ -305,14 +321,19 @@ def hosts_check(
     data_hosts = []
     failed: list[dict[str, Any]] = []
     for host, rows in zip(hosts, reports, strict=True):
-        data_hosts.append({
-            "name": host.name,
-            "address": host.address,
-            "ok": all(r.status != "fail" for r in rows),
-            "checks": [r.to_dict() for r in rows],
-        })
-        failed += [{"host": host.name, "check": r.check, "code": r.code}
-                   for r in rows if r.status == "fail"]
+        data_hosts.append(
+            {
+                "name": host.name,
+                "address": host.address,
+                "ok": all(r.status != "fail" for r in rows),
+                "checks": [r.to_dict() for r in rows],
+            }
+        )
+        failed += [
+            {"host": host.name, "check": r.check, "code": r.code}
+            for r in rows
+            if r.status == "fail"
+        ]
     data = {"hosts": data_hosts}
     if not failed:
         return Result.success(COMMAND, data=data)

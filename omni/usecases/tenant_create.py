@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from omni import validation
 from omni.engine.engine import (
     ApplyFailed,
     NullProgress,
@@ -25,7 +26,6 @@ from omni.engine.engine import (
     plan_resources,
     verify,
 )
-from omni import validation
 from omni.errors import InvalidInput, OmniError, StepFailed
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
