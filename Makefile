@@ -29,7 +29,7 @@ demo: lab
 unit: venv
 	$(VENV)/bin/pytest -m 'not lab'
 
-test: lab lint
+test: lint lab
 	OMNI_LAB_REQUIRED=1 $(VENV)/bin/pytest
 
 lint: venv
