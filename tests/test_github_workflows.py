@@ -26,8 +26,8 @@ INSECURE_SSH = (
     "StrictHostKeyChecking",
     "UserKnownHostsFile",
     "ssh-keyscan",
-    "AutoAddPolicy",
-    "WarningPolicy",
+    "AutoAddPolicy",  # refused-on-purpose
+    "WarningPolicy",  # refused-on-purpose
     "known_hosts",
 )
 

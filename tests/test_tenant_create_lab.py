@@ -288,3 +288,46 @@ def test_destroy_keeps_a_dump_and_removes_everything_else(
     assert not (inventory / "tenants" / f"{slug}.yaml").exists()
     with pytest.raises(ProbeError):
         _health(netcup_host, _domain(slug, netcup_host))
+
+
+def test_failing_health_gate_names_the_step_and_a_fixed_rerun_converges(
+    tmp_path: Path, dev_host: Host, session: Callable[[Host], Any]
+) -> None:
+    inventory = tl.copy_lab_inventory(tmp_path / "inventory")
+    hosts = (inventory / "hosts.yaml").read_text()
+    (inventory / "hosts.yaml").write_text(
+        hosts.replace("    health:\n", "    health:\n      deadline_seconds: 20\n")
+    )
+    slug = tl.unique_slug("broken")
+    domain = _domain(slug, dev_host)
+    try:
+        failed = tl.omni(
+            inventory,
+            "--json",
+            "tenant",
+            "create",
+            slug,
+            "--host",
+            "dev",
+            "--domain",
+            domain,
+            "--image",
+            "omni-lab/medusa:broken",
+        )
+        assert failed.code == 3, failed.stderr
+        assert "error[health_gate_failed]" in failed.stderr
+        assert "did not answer 200 within 20s (last: HTTP 503)" in failed.stderr
+        envelope = failed.envelope()
+        assert envelope["status"] == "error"
+        assert envelope["errors"][0]["code"] == "health_gate_failed"
+        tenant_file = inventory / "tenants" / f"{slug}.yaml"
+        tenant_file.write_text(tenant_file.read_text().replace("omni-lab/medusa:broken", IMAGE_V1))
+        fixed = tl.omni(inventory, "--json", "tenant", "create", slug)
+        assert fixed.code == 0, fixed.stderr
+        verbs = {s["resource"]: s["verb"] for s in fixed.envelope()["steps"]}
+        assert verbs["medusa.migrations"] == "run"
+        assert verbs["medusa.app"] == "replace"
+        assert verbs["postgres.database"] == "noop"
+        assert _health(dev_host, domain) == 200
+    finally:
+        tl.omni(inventory, "tenant", "destroy", slug, "--yes")

@@ -26,7 +26,7 @@ from omni.engine.engine import (
     plan_resources,
     verify,
 )
-from omni.errors import InvalidInput, OmniError, StepFailed
+from omni.errors import HealthGateFailed, InvalidInput, OmniError, StepFailed
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
 from omni.inventory.models import Tenant
@@ -104,6 +104,15 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
         raise InvalidInput(_option_error(exc), field="input") from None
     inventory.host(tenant.host)  # unknown host -> InvalidInput naming the known ones
     others = {slug: t for slug, t in inventory.tenants.items() if slug != tenant.slug}
+    for domain in tenant.domains:
+        owner = next((t for t in others.values() if domain in t.domains), None)
+        if owner is not None:
+            raise InvalidInput(
+                f"--domain: {domain!r} is already served by tenant {owner.slug!r} on host "
+                f"{owner.host} ({inventory.tenant_file(owner.slug)}); a domain belongs to one "
+                "tenant",
+                field="domain",
+            )
     problems = cross_file_problems(
         inventory.hosts,
         {**others, tenant.slug: tenant},
@@ -203,9 +212,11 @@ def create_tenant(
                     + "; ".join(f"{s.resource}: {s.summary}" for s in drift),
                     step="verify",
                 )
-            health = health_gate(spec, progress)
-            data["health"] = health
             changed = any(o.status == "applied" for o in outcomes)
+            try:
+                data["health"] = health_gate(spec, progress)
+            except HealthGateFailed as exc:
+                return Result.failure(COMMAND, [exc], data=data, steps=plan.steps, changed=changed)
             return Result.success(COMMAND, data=data, steps=plan.steps, changed=changed)
     finally:
         session.close()
