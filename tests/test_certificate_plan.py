@@ -136,3 +136,22 @@ def test_resource_plan_uses_spec_clock_and_host_window() -> None:
     (inside,) = resource.plan(_state(DOMAINS, days_left=10))
     (outside,) = resource.plan(_state(DOMAINS, days_left=45))
     assert (inside.verb, outside.verb) == (Verb.REPLACE, Verb.NOOP)
+
+
+def test_chain_not_trusted_by_the_bundle_replaces() -> None:
+    """A certificate from a CA the host no longer trusts (e.g. a re-created test CA)."""
+    key = _key()
+    cert = make_cert(DOMAINS, datetime.now(UTC) + timedelta(days=60), key)
+    other_root = make_cert(["root.example"], datetime.now(UTC) + timedelta(days=60), _key())
+    state = cert_state(cert, _pem(key), trust_pem=other_root)
+    assert state.trusted is False
+    (step,) = _plan(state)
+    assert step.verb is Verb.REPLACE
+    assert "not trusted" in step.summary
+
+
+def test_trust_is_not_checked_without_a_bundle() -> None:
+    key = _key()
+    state = cert_state(make_cert(DOMAINS, NOW + timedelta(days=60), key), _pem(key))
+    assert state.trusted is None
+    assert _plan(state)[0].verb is Verb.NOOP

@@ -23,6 +23,10 @@ class CertState:
     not_after: datetime  # timezone-aware, UTC
     issuer: str
     key_matches: bool  # the private key next to it belongs to this certificate
+    # Whether the chain verifies against the configured trust bundle (None: not checked,
+    # e.g. production trusting the system store). A test CA that was re-created, or a
+    # staging certificate, shows up here as False and is re-issued.
+    trusted: bool | None = None
 
     @property
     def parseable(self) -> bool:
@@ -39,7 +43,24 @@ def _public_der(key: object) -> bytes | None:
     return der
 
 
-def cert_state(fullchain_pem: bytes, privkey_pem: bytes | None) -> CertState:
+def chain_trusted(fullchain_pem: bytes, trust_pem: bytes, name: str) -> bool:
+    """Whether the leaf in ``fullchain_pem`` verifies for ``name`` through its chain to a
+    root in ``trust_pem`` (at the current time)."""
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    try:
+        chain = x509.load_pem_x509_certificates(fullchain_pem)
+        store = Store(x509.load_pem_x509_certificates(trust_pem))
+        verifier = PolicyBuilder().store(store).build_server_verifier(x509.DNSName(name))
+        verifier.verify(chain[0], chain[1:])
+    except (ValueError, VerificationError):
+        return False
+    return True
+
+
+def cert_state(
+    fullchain_pem: bytes, privkey_pem: bytes | None, trust_pem: bytes | None = None
+) -> CertState:
     """Facts of the first (leaf) certificate in ``fullchain_pem``.
 
     A file that does not parse yields a state with no domains, an expiry at the epoch and
@@ -59,6 +80,9 @@ def cert_state(fullchain_pem: bytes, privkey_pem: bytes | None) -> CertState:
         not_after=cert.not_valid_after_utc,
         issuer=cert.issuer.rfc4514_string(),
         key_matches=_key_matches(cert, privkey_pem),
+        trusted=(
+            chain_trusted(fullchain_pem, trust_pem, domains[0]) if trust_pem and domains else None
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni import probe
@@ -79,6 +80,9 @@ def plan_certificate(
             state = "expired" if _utc(now) >= expires else "inside renewal window"
             reasons.append(f"{state} (renew {renew_before_days} days before expiry)")
             changes.append(FieldChange("expires", _when(expires), "renewed"))
+        if current.trusted is False:
+            reasons.append("chain not trusted by health.ca_bundle")
+            changes.append(FieldChange("issuer", current.issuer, "trusted CA"))
         if not current.key_matches:
             reasons.append("private key missing or not matching")
             changes.append(FieldChange("private key", "not matching", "new key"))
@@ -114,7 +118,9 @@ class CertificateResource:
         fullchain = transport.read_file(self.spec.fullchain_path)
         if fullchain is None:
             return None
-        return cert_state(fullchain, transport.read_file(self.spec.privkey_path))
+        bundle = self.spec.host.health.ca_bundle
+        trust = Path(bundle).read_bytes() if bundle else None
+        return cert_state(fullchain, transport.read_file(self.spec.privkey_path), trust)
 
     def plan(self, current: CertState | None) -> list[Step]:
         acme = self.spec.host.acme
