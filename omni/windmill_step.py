@@ -26,6 +26,7 @@ Contract:
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -141,7 +142,7 @@ def fetch_private_key(variable: str, env: Mapping[str, str]) -> str:
     the variable and the HTTP status, never the value or the token.
     """
     url = variable_url(variable, env)
-    request = urllib.request.Request(  # noqa: S310  (scheme checked in variable_url)
+    request = urllib.request.Request(  # noqa: S310 (scheme checked in variable_url)
         url, headers={"Authorization": f"Bearer {env['WM_TOKEN']}"}
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
@@ -152,7 +153,7 @@ def fetch_private_key(variable: str, env: Mapping[str, str]) -> str:
         raise InvalidInput(
             f"ssh_key_variable: cannot read Windmill variable {variable} (HTTP {err.code})"
         ) from None
-    except (urllib.error.URLError, OSError) as err:
+    except (OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", err)
         raise InvalidInput(
             f"ssh_key_variable: cannot read Windmill variable {variable} ({reason})"
@@ -190,7 +191,10 @@ def run_omni(command: Sequence[str], env: Mapping[str, str]) -> tuple[int, bytes
     """Run omni; return its exit status (128+N for signal N) and its stdout."""
     try:
         done = subprocess.run(  # argv list, no shell
-            list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=dict(env),
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=dict(env),
             check=False,
         )
     except OSError as err:

@@ -1,9 +1,11 @@
-"""The Windmill steps in windmill_scripts/: offline validation and the steps' plumbing.
+"""The Windmill steps in windmill_scripts/ and the runner they exec (omni/windmill_step.py).
 
 - ``validate.sh windmill``: bash -n, shellcheck, ``wmill lint`` (Windmill's own schemas for
-  flows and schedules) and check_metadata.py (schemas match Windmill's own bash parser).
-- The real ``omni`` CLI through the step scripts, on the example inventory (these commands
-  contact no server): the envelope is the step result, the exit status propagates.
+  flows and schedules) and check_metadata.py (schemas match Windmill's own bash parser; each
+  step ends with ``exec omni-windmill-step``).
+- The real ``omni`` CLI through the step scripts and ``omni-windmill-step``, on the example
+  inventory (these commands contact no server): the envelope is the step result, the exit
+  status propagates.
 - A stub ``omni`` (via ``OMNI_BIN``) to check argument passing and quoting, and the handling
   of the SSH key read from a Windmill variable. The stub stands in for omni, never for a server;
   the loopback HTTP server stands in for the Windmill variables API only to test our key file
@@ -17,9 +19,11 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,8 +167,14 @@ record = {{"argv": sys.argv[1:], "home": home, "env": sorted(os.environ)}}
 if os.path.exists(key):
     record["key_mode"] = stat.S_IMODE(os.stat(key).st_mode)
     record["key_sha256"] = hashlib.sha256(open(key, "rb").read()).hexdigest()
-with open(os.environ["STUB_RECORD"], "w") as out:
+with open(os.environ["STUB_RECORD"] + ".tmp", "w") as out:
     json.dump(record, out)
+os.replace(os.environ["STUB_RECORD"] + ".tmp", os.environ["STUB_RECORD"])
+if os.environ.get("STUB_WAIT"):
+    import time
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.environ["STUB_WAIT"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
 code = int(os.environ.get("STUB_EXIT", "0"))
 print("progress for people", file=sys.stderr)
 print(json.dumps({{"omni": 1, "command": "stub", "status": "error" if code else "success",
@@ -194,7 +204,7 @@ def test_tenant_create_passes_each_value_as_one_argument(
     args = [
         slug,
         "netcup",
-        "a.example.com, b.example.com  c.example.com",
+        "a.example.com, b.example.com  c.example.com,--yes,`touch\tpwned3`.x,$(touch${IFS}pwned4)",
         "img:1 x",
         "true",
         "abc123",
@@ -212,6 +222,10 @@ def test_tenant_create_passes_each_value_as_one_argument(
         "--domain=a.example.com",
         "--domain=b.example.com",
         "--domain=c.example.com",
+        "--domain=--yes",
+        "--domain=`touch",
+        "--domain=pwned3`.x",
+        "--domain=$(touch${IFS}pwned4)",
         "--image=img:1 x",
         "--dry-run",
         "--expect-plan=abc123",
@@ -300,6 +314,11 @@ class _VariableApi(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.seen_auth.append(self.headers.get("Authorization", ""))
         prefix = "/api/w/ws1/variables/get_value/"
+        if self.path == prefix + "f/omni/redirect":  # to a real key: following it would work
+            self.send_response(302)
+            self.send_header("Location", prefix + "f/omni/ssh_private_key")
+            self.end_headers()
+            return
         value = self.variables.get(self.path.removeprefix(prefix))
         if not self.path.startswith(prefix) or value is None:
             self.send_response(404)
@@ -334,7 +353,6 @@ def variable_api() -> Iterator[dict[str, str]]:
         thread.join(timeout=10)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_ssh_key_variable_becomes_a_private_0600_file_removed_afterwards(
     tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
 ) -> None:
@@ -354,7 +372,6 @@ def test_ssh_key_variable_becomes_a_private_0600_file_removed_afterwards(
         assert secret not in " ".join(seen["argv"])
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize(
     ("variable", "message"),
     [
@@ -381,3 +398,126 @@ def test_ssh_key_variable_outside_windmill_is_refused(tmp_path: Path, stub: dict
     done = run_step("tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub)
     assert done.returncode == 2
     assert "not running on a Windmill worker" in done.stderr
+
+
+def test_omni_gets_no_job_token(
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
+) -> None:
+    done = run_step(
+        "tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub, **variable_api
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WM_TOKEN" not in recorded(stub)["env"]
+    assert "BASE_INTERNAL_URL" in recorded(stub)["env"]
+
+
+def test_key_is_removed_when_omni_fails(
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
+) -> None:
+    done = run_step(
+        "tenant_show",
+        ["acme", "/inv", "f/omni/ssh_private_key"],
+        tmp_path,
+        STUB_EXIT="3",
+        **stub,
+        **variable_api,
+    )
+    assert done.returncode == 3
+    assert recorded(stub)["key_mode"] == 0o600
+    assert not Path(recorded(stub)["home"]).exists()
+    assert last_line_json(done.stdout)["status"] == "error"
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the step ended early"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_cancelling_the_step_removes_the_key(
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
+) -> None:
+    """Windmill cancels a job with SIGTERM: the runner (exec'd by bash) still cleans up."""
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        ["bash", str(STEPS / "tenant_show.sh"), "acme", "/inv", "f/omni/ssh_private_key"],
+        cwd=tmp_path,
+        env=_env(STUB_WAIT=str(release), **stub, **variable_api),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(Path(stub["STUB_RECORD"]), proc)
+        home = Path(recorded(stub)["home"])
+        assert (home / ".ssh" / "omni_deploy").is_file()
+        proc.send_signal(signal.SIGTERM)
+        release.touch()  # lets an orphaned stub end at once if the runner died uncleanly
+        out, err = proc.communicate(timeout=60)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not home.exists()
+    assert not (tmp_path / "result.json").exists()
+    assert "c2VjcmV0LWtleS1tYXRlcmlhbA" not in out + err
+
+
+def test_a_redirect_is_not_followed_with_the_token(
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
+) -> None:
+    done = run_step(
+        "tenant_show", ["acme", "/inv", "f/omni/redirect"], tmp_path, **stub, **variable_api
+    )
+    assert done.returncode == 2
+    assert "cannot read Windmill variable f/omni/redirect (HTTP 302)" in done.stderr
+    assert _VariableApi.seen_auth == ["Bearer job-token-xyz"]
+    assert not Path(stub["STUB_RECORD"]).exists()
+
+
+def test_runner_runs_as_a_module_and_refuses_unknown_arguments(tmp_path: Path) -> None:
+    runner = [sys.executable, "-m", "omni.windmill_step"]
+    bad = subprocess.run(
+        [*runner, "--inventory", str(INVENTORY), "--", "inventory", "check"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "error[invalid_input]: omni-windmill-step: unknown argument '--inventory'" in bad.stderr
+    assert bad.stdout == ""
+    good = subprocess.run(
+        [*runner, f"--inventory={INVENTORY}", "--", "inventory", "check"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert good.returncode == 0, good.stderr
+    assert last_line_json(good.stdout)["command"] == "inventory check"
+
+
+def test_validate_rejects_a_step_that_does_not_exec_the_runner(
+    validation_tools: None, tmp_path: Path
+) -> None:
+    copy = tmp_path / "windmill_scripts"
+    shutil.copytree(REPO / "windmill_scripts", copy)
+    step = copy / "f" / "omni" / "tenant_show.sh"
+    text = step.read_text().replace(
+        "exec omni-windmill-step", "rm -f result.json\nomni-windmill-step"
+    )
+    step.write_text(text)
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    done = subprocess.run(
+        ["bash", str(copy / "validate.sh"), "windmill"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode != 0
+    assert "tenant_show.sh: must end with `exec omni-windmill-step" in done.stdout
+    assert "tenant_show.sh: uses result.json" in done.stdout

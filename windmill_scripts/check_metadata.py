@@ -6,7 +6,9 @@ parser infers from each bash file. Checks, printing one line per problem and exi
 
 - every step script `f/**/NAME.sh` has `NAME.script.yaml` whose schema lists exactly the
   inferred inputs, in order, with the same defaults, and requires exactly those without one;
-- every step script carries the omni-step prelude byte for byte as the others do;
+- every step script ends by exec-ing the shared runner (`exec omni-windmill-step ...`, the
+  console script installed with omni, see omni/windmill_step.py) and has no code of its own
+  for keys, envelopes or exit statuses;
 - every flow step that calls `f/...` by path sets only inputs that script has, and every
   input it requires; every inline bash step sets exactly the inputs its file declares.
 """
@@ -20,15 +22,22 @@ from typing import Any
 
 import yaml
 
-PRELUDE_START = "# >>> omni-step prelude"
-PRELUDE_END = "# <<< omni-step prelude"
+RUNNER_CALL = "exec omni-windmill-step "
+# What the runner owns: a step doing any of it again has grown its own copy of the runner.
+RUNNER_ONLY = ("WM_TOKEN", "BASE_INTERNAL_URL", "result.json", "mktemp", "curl", "HOME=")
 
 Signature = list[dict[str, Any]]
 
 
-def prelude(text: str) -> str | None:
-    start, end = text.find(PRELUDE_START), text.find(PRELUDE_END)
-    return text[start:end] if 0 <= start < end else None
+def check_runner_call(sh: Path) -> list[str]:
+    lines = [ln for ln in sh.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    problems = []
+    if not lines or not lines[-1].startswith(RUNNER_CALL):
+        problems.append(f"{sh}: must end with `{RUNNER_CALL}... -- OMNI_ARGS...`")
+    for word in RUNNER_ONLY:
+        if any(word in ln for ln in lines):
+            problems.append(f"{sh}: uses {word}: leave that to omni-windmill-step")
+    return problems
 
 
 def check_script(sh: Path, signature: Signature) -> list[str]:
@@ -106,14 +115,9 @@ def main(argv: list[str]) -> int:
     signatures: dict[str, Signature] = json.loads(Path(argv[1]).read_text())
     problems: list[str] = []
     steps = sorted(p for p in Path("f").rglob("*.sh") if ".flow" not in str(p.parent))
-    preludes = {}
     for sh in steps:
         problems += check_script(sh, signatures[str(sh)])
-        preludes[sh] = prelude(sh.read_text())
-    reference = preludes[steps[0]] if steps else None
-    for sh, text in preludes.items():
-        if text is None or text != reference:
-            problems.append(f"{sh}: omni-step prelude missing or differs from {steps[0]}")
+        problems += check_runner_call(sh)
     for flow_yaml in sorted(Path("f").rglob("flow.yaml")):
         problems += check_flow(flow_yaml, signatures)
     for problem in problems:

@@ -11,7 +11,7 @@
 #   windmill:  bash -n + shellcheck on every *.sh; `wmill lint --json` (flows and schedules
 #              against Windmill's own schemas); check_metadata.py (each *.script.yaml matches
 #              the inputs Windmill's own bash parser infers; flows pass only inputs the
-#              called steps have; the shared prelude is identical in every step).
+#              called steps have; every step ends with `exec omni-windmill-step`).
 #   workflows: actionlint (which also runs shellcheck on every `run:` block).
 # Exits non-zero on the first failing check, naming it.
 set -euo pipefail
@@ -89,7 +89,7 @@ check_windmill() {
   rm -rf -- "$tmp"
   grep -q '"success": true' <<<"$lint" || { printf '%s\n' "$lint" >&2; die "wmill lint"; }
   say "wmill lint: $(grep -o '"validFiles": [0-9]*' <<<"$lint" | grep -o '[0-9]*') files valid"
-  say "check_metadata.py: script.yaml schemas, flow inputs and preludes ok"
+  say "check_metadata.py: script.yaml schemas, flow inputs and runner calls ok"
 }
 
 check_workflows() {

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from omni.hosts.session import HostSession
 
 
+def database_exists(session: HostSession, name: str) -> bool:
+    with session.postgres() as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
+
+
+def role_exists(session: HostSession, name: str) -> bool:
+    with session.postgres() as conn:
+        row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    return row is not None
+
+
 @dataclass(frozen=True)
 class RoleState:
     exists: bool
@@ -151,11 +163,9 @@ class TenantDatabase:
         from psycopg import sql
 
         db, owner = sql.Identifier(self.database), sql.Identifier(self.owner)
+        exists = database_exists(session, self.database)
         with session.postgres() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
-            ).fetchone()
-            if exists is None:
+            if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, owner))
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, owner))
             conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))

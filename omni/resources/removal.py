@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import NGINX_LOCK
+from omni.nginx import NGINX_LOCK, nginx_error_line
+from omni.resources.postgres import database_exists, role_exists
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -41,11 +42,7 @@ class DatabaseDump:
     key: str = "postgres.dump"
 
     def observe(self, session: HostSession) -> bool:
-        with session.postgres() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
-            ).fetchone()
-        return row is not None
+        return database_exists(session, self.database)
 
     def plan(self, current: bool) -> list[Step]:
         if not current:
@@ -152,9 +149,8 @@ class VhostAbsent:
         if not tested.ok:
             if previous is not None:
                 transport.write_file(self.path, previous, mode=0o644)
-            last = (tested.stderr or tested.stdout).decode("utf-8", "replace").strip()
             raise StepFailed(
-                f"nginx -t failed without {self.path}; vhost restored: {last.splitlines()[-1:]}"
+                f"nginx -t failed without {self.path}; vhost restored: {nginx_error_line(tested)}"
             )
         transport.run(self.nginx.reload_command)
 
@@ -165,11 +161,7 @@ class DatabaseAbsent:
     key: str = "postgres.database"
 
     def observe(self, session: HostSession) -> bool:
-        with session.postgres() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
-            ).fetchone()
-        return row is not None
+        return database_exists(session, self.database)
 
     def plan(self, current: bool) -> list[Step]:
         if not current:
@@ -193,9 +185,7 @@ class RoleAbsent:
     key: str = "postgres.role"
 
     def observe(self, session: HostSession) -> bool:
-        with session.postgres() as conn:
-            row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.role,)).fetchone()
-        return row is not None
+        return role_exists(session, self.role)
 
     def plan(self, current: bool) -> list[Step]:
         if not current:

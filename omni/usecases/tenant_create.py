@@ -13,7 +13,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -36,9 +35,7 @@ from omni.tenant.ports import allocate_ports
 from omni.tenant.resources import tenant_resources
 from omni.tenant.secrets_store import load_or_generate_secrets
 from omni.tenant.spec import TenantSpec
-
-if TYPE_CHECKING:
-    from omni.hosts.session import HostSession
+from omni.usecases.sessions import SessionOpener, open_host_session
 
 COMMAND = "tenant create"
 
@@ -160,7 +157,7 @@ def create_tenant(
     request: CreateRequest,
     inventory_path: Path,
     *,
-    open_session: Callable[[Inventory, str], HostSession] | None = None,
+    open_session: SessionOpener | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Result:
@@ -169,7 +166,7 @@ def create_tenant(
     inventory = load_inventory(inventory_path)
     tenant, is_new = resolve_tenant(request, inventory)
     host = inventory.host(tenant.host)
-    session = (open_session or _open_host_session)(inventory, host.name)
+    session = open_host_session(inventory, host.name, open_session)
     try:
         # A dry run takes no lock: it must leave no trace on the host, not even a lock file.
         lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
@@ -220,12 +217,6 @@ def create_tenant(
             return Result.success(COMMAND, data=data, steps=plan.steps, changed=changed)
     finally:
         session.close()
-
-
-def _open_host_session(inventory: Inventory, name: str) -> HostSession:
-    from omni.hosts.session import HostSession
-
-    return HostSession(inventory.host(name))
 
 
 def _failed(exc: ApplyFailed, steps: Sequence[object], data: dict[str, object]) -> Result:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from omni.engine.engine import ApplyFailed, NullProgress, Progress, apply_plan, plan_resources
 from omni.errors import InvalidInput, StepFailed
-from omni.inventory.loader import Inventory, load_inventory
+from omni.inventory.loader import load_inventory
 from omni.output.result import Result
 from omni.resources.removal import (
     ContainerAbsent,
@@ -29,10 +29,10 @@ from omni.resources.removal import (
 )
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.spec import TenantSpec
+from omni.usecases.sessions import SessionOpener, open_host_session
 
 if TYPE_CHECKING:
     from omni.engine.resource import Resource
-    from omni.hosts.session import HostSession
 
 COMMAND = "tenant destroy"
 
@@ -72,7 +72,7 @@ def destroy_tenant(
     request: DestroyRequest,
     inventory_path: Path,
     *,
-    open_session: Callable[[Inventory, str], HostSession] | None = None,
+    open_session: SessionOpener | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Result:
@@ -89,12 +89,7 @@ def destroy_tenant(
             field="yes",
         )
     host = inventory.host(tenant.host)
-    if open_session is None:
-        from omni.hosts.session import HostSession
-
-        session = HostSession(host)
-    else:
-        session = open_session(inventory, host.name)
+    session = open_host_session(inventory, host.name, open_session)
     now = clock()
     try:
         lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
