@@ -236,19 +236,38 @@ def test_tenant_create_passes_each_value_as_one_argument(
     assert last_line_json(done.stdout)["status"] == "success"
 
 
-def test_tenant_create_apply_leaves_out_empty_options(tmp_path: Path, stub: dict[str, str]) -> None:
-    done = run_step(
-        "tenant_create", ["acme", "", "", "", "false", "", "/inv", "none"], tmp_path, **stub
-    )
+@pytest.mark.parametrize(
+    ("step", "inputs", "expected"),
+    [
+        ("tenant_create", ["acme", "", "", "", "false", "", "/inv", "none"], ["tenant", "create"]),
+        (
+            "tenant_destroy",
+            ["acme", "acme", "false", "/inv", "none"],
+            ["tenant", "destroy", "--yes"],
+        ),
+        (
+            "tenant_destroy",
+            ["acme", "", "true", "/inv", "none"],
+            ["tenant", "destroy", "--dry-run"],
+        ),
+        ("tenant_destroy", ["acme", "other", "", "/inv", "none"], ["tenant", "destroy"]),
+        ("hosts_check", ["dev, netcup", "/inv", "none"], ["hosts", "check", "--", "dev", "netcup"]),
+        ("hosts_check", ["", "/inv", "none"], ["hosts", "check", "--"]),
+        ("tenant_list", ["true", "/inv", "none"], ["tenant", "list", "--no-probe"]),
+        ("tenant_list", ["false", "/inv", "none"], ["tenant", "list"]),
+        ("tenant_show", ["--yes", "/inv", "none"], ["tenant", "show", "--", "--yes"]),
+        ("inventory_check", ["/inv"], ["inventory", "check"]),
+    ],
+)
+def test_step_inputs_become_omni_arguments(
+    tmp_path: Path, stub: dict[str, str], step: str, inputs: list[str], expected: list[str]
+) -> None:
+    """Empty options are left out; `confirm` must repeat the slug to pass --yes."""
+    if step in {"tenant_create", "tenant_destroy"}:
+        expected = [*expected, "--", "acme"]
+    done = run_step(step, inputs, tmp_path, **stub)
     assert done.returncode == 0, done.stderr
-    assert recorded(stub)["argv"] == [
-        "--inventory=/inv",
-        "--json",
-        "tenant",
-        "create",
-        "--",
-        "acme",
-    ]
+    assert recorded(stub)["argv"] == ["--inventory=/inv", "--json", *expected]
 
 
 @pytest.mark.parametrize("status", [1, 3, 4, 5])
@@ -262,47 +281,21 @@ def test_omnis_exit_status_is_the_steps(tmp_path: Path, stub: dict[str, str], st
     assert (tmp_path / "result.json").is_file()
 
 
-def test_a_bad_boolean_is_refused_before_omni_runs(tmp_path: Path, stub: dict[str, str]) -> None:
-    done = run_step(
-        "tenant_create", ["acme", "", "", "", "yes", "", "/inv", "none"], tmp_path, **stub
-    )
-    assert done.returncode == 2
-    assert 'dry_run: must be "true" or "false"' in done.stderr
-    assert not Path(stub["STUB_RECORD"]).exists()
-
-
 @pytest.mark.parametrize(
-    ("confirm", "expected"),
-    [("acme", ["--yes"]), ("", []), ("other", [])],
+    ("step", "inputs", "field"),
+    [
+        ("tenant_create", ["acme", "", "", "", "yes", "", "/inv", "none"], "dry_run"),
+        ("tenant_destroy", ["acme", "acme", "True", "/inv", "none"], "dry_run"),
+        ("tenant_list", ["1", "/inv", "none"], "no_probe"),
+    ],
 )
-def test_tenant_destroy_needs_the_slug_typed_again(
-    tmp_path: Path, stub: dict[str, str], confirm: str, expected: list[str]
+def test_a_bad_boolean_is_refused_before_omni_runs(
+    tmp_path: Path, stub: dict[str, str], step: str, inputs: list[str], field: str
 ) -> None:
-    done = run_step("tenant_destroy", ["acme", confirm, "false", "/inv", "none"], tmp_path, **stub)
-    assert done.returncode == 0, done.stderr
-    assert recorded(stub)["argv"] == [
-        "--inventory=/inv",
-        "--json",
-        "tenant",
-        "destroy",
-        *expected,
-        "--",
-        "acme",
-    ]
-
-
-def test_hosts_check_splits_host_names(tmp_path: Path, stub: dict[str, str]) -> None:
-    done = run_step("hosts_check", ["dev, netcup", "/inv", "none"], tmp_path, **stub)
-    assert done.returncode == 0, done.stderr
-    assert recorded(stub)["argv"] == [
-        "--inventory=/inv",
-        "--json",
-        "hosts",
-        "check",
-        "--",
-        "dev",
-        "netcup",
-    ]
+    done = run_step(step, inputs, tmp_path, **stub)
+    assert done.returncode == 2
+    assert f'error[invalid_input]: {field}: must be "true" or "false"' in done.stderr
+    assert not Path(stub["STUB_RECORD"]).exists()
 
 
 class _VariableApi(http.server.BaseHTTPRequestHandler):
@@ -353,14 +346,17 @@ def variable_api() -> Iterator[dict[str, str]]:
         thread.join(timeout=10)
 
 
+@pytest.mark.parametrize("status", [0, 3])
 def test_ssh_key_variable_becomes_a_private_0600_file_removed_afterwards(
-    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str], status: int
 ) -> None:
-    done = run_step(
-        "tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub, **variable_api
-    )
-    assert done.returncode == 0, done.stderr
+    args = ["acme", "/inv", "f/omni/ssh_private_key"]
+    done = run_step("tenant_show", args, tmp_path, STUB_EXIT=str(status), **stub, **variable_api)
+    assert done.returncode == status, done.stderr
+    assert last_line_json(done.stdout)["status"] == ("error" if status else "success")
     seen = recorded(stub)
+    assert "WM_TOKEN" not in seen["env"], "omni must not get the job token"
+    assert "BASE_INTERNAL_URL" in seen["env"]
     assert seen["key_mode"] == 0o600
     assert seen["key_sha256"] == hashlib.sha256(KEY.encode()).hexdigest()
     home = Path(seen["home"])
@@ -398,34 +394,6 @@ def test_ssh_key_variable_outside_windmill_is_refused(tmp_path: Path, stub: dict
     done = run_step("tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub)
     assert done.returncode == 2
     assert "not running on a Windmill worker" in done.stderr
-
-
-def test_omni_gets_no_job_token(
-    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
-) -> None:
-    done = run_step(
-        "tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub, **variable_api
-    )
-    assert done.returncode == 0, done.stderr
-    assert "WM_TOKEN" not in recorded(stub)["env"]
-    assert "BASE_INTERNAL_URL" in recorded(stub)["env"]
-
-
-def test_key_is_removed_when_omni_fails(
-    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
-) -> None:
-    done = run_step(
-        "tenant_show",
-        ["acme", "/inv", "f/omni/ssh_private_key"],
-        tmp_path,
-        STUB_EXIT="3",
-        **stub,
-        **variable_api,
-    )
-    assert done.returncode == 3
-    assert recorded(stub)["key_mode"] == 0o600
-    assert not Path(recorded(stub)["home"]).exists()
-    assert last_line_json(done.stdout)["status"] == "error"
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
