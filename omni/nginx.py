@@ -33,6 +33,8 @@ LiveCheck = Callable[[], "str | None"]
 CONFIG_MODE = 0o644
 # Host-wide lock name serialising nginx config changes and reloads across omni runs.
 NGINX_LOCK = "nginx"
+# How long a run waits for another run's nginx change on the same host.
+NGINX_LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
     from omni.inventory.models import Host
     from omni.tenant.spec import TenantSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+def _templates_dir() -> Path:
+    """``templates/`` of the checkout (editable install), else the copy a wheel installs
+    under ``<prefix>/share/omni/templates`` (see ``[tool.setuptools.data-files]``)."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "omni" / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 
 # No whitespace, quotes, ';', '{', '}', '#', '$', '\\' or control characters: a value made
 # of these characters stays one nginx token.

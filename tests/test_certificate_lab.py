@@ -14,8 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from omni import probe
+from omni.acme import store
 from omni.engine.step import Verb
 from omni.errors import StepFailed
 from omni.hosts.session import HostSession
@@ -124,10 +127,50 @@ def test_second_plan_is_noop_for_certificate_and_vhost(issued: Issued) -> None:
 
 
 def test_key_files_have_private_modes(issued: Issued) -> None:
-    spec = issued.spec
-    assert _mode(issued.session, spec.privkey_path) == "600"
-    assert _mode(issued.session, spec.fullchain_path) == "644"
-    assert _mode(issued.session, spec.host.acme.account_key_file) == "600"
+    spec, session = issued.spec, issued.session
+    assert _mode(session, spec.privkey_path) == "600"
+    assert _mode(session, spec.fullchain_path) == "644"
+    assert _mode(session, spec.host.acme.account_key_file) == "600"
+    live = store.live_version(session.transport, spec.cert_dir)
+    assert live is not None
+    assert _mode(session, f"{spec.cert_dir}/{live}") == "700"
+    kind = session.transport.run(["stat", "-c", "%F", f"{spec.cert_dir}/live"]).text()
+    assert kind.strip() == "symbolic link"
+
+
+def _orphan_version(session: HostSession, spec: TenantSpec) -> str:
+    """What a run killed after writing a new version but before the swap leaves behind,
+    made worse on purpose: a key that does not match the chain next to it."""
+    transport = session.transport
+    name = store.version_name(datetime.now(UTC))
+    transport.run(["mkdir", "-m", "700", "--", f"{spec.cert_dir}/{name}"])
+    stray = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    transport.write_file(f"{spec.cert_dir}/{name}/privkey.pem", stray, mode=0o600)
+    chain = transport.read_file(spec.fullchain_path)
+    assert chain is not None
+    transport.write_file(f"{spec.cert_dir}/{name}/fullchain.pem", chain, mode=0o644)
+    return name
+
+
+def test_run_killed_before_swap_leaves_nginx_and_plan_untouched(issued: Issued) -> None:
+    session, spec = issued.session, issued.spec
+    live_before = store.live_version(session.transport, spec.cert_dir)
+    served_before = _served_serial(spec)
+    orphan = _orphan_version(session, spec)
+    assert orphan in store.versions(session.transport, spec.cert_dir)
+    (step,) = issued.cert.plan(issued.cert.observe(session))
+    assert step.verb is Verb.NOOP, step.summary
+    assert store.live_version(session.transport, spec.cert_dir) == live_before
+    nginx = spec.host.nginx
+    tested = session.transport.run(nginx.test_command, check=False)
+    assert tested.ok, tested.stderr
+    # A reload (what any other tenant's change would do) keeps serving the same pair.
+    session.transport.run(nginx.reload_command)
+    wait_until(lambda: _served_serial(spec) == served_before, timeout=15,
+               what="nginx serving the live certificate after a reload")
+    assert issued.vhost.check_live() is None
 
 
 def test_vhost_failing_nginx_t_is_reverted_and_earlier_vhost_keeps_serving(
@@ -171,7 +214,13 @@ def test_renewal_window_reissues_with_same_account_and_nginx_serves_new_cert(
     (step,) = cert.plan(cert.observe(session))
     assert step.verb is Verb.REPLACE
     assert [c.field for c in step.changes] == ["expires"]
+    live_before = store.live_version(session.transport, spec.cert_dir)
+    orphan = _orphan_version(session, spec)  # pruned by the swap below
     cert.apply(session, step)
+    live_after = store.live_version(session.transport, spec.cert_dir)
+    assert live_before is not None and live_after is not None
+    assert live_after not in (live_before, orphan)
+    assert store.versions(session.transport, spec.cert_dir) == sorted([live_before, live_after])
     assert session.transport.read_file(spec.host.acme.account_key_file) == account_before
     wait_until(lambda: _served_serial(spec) != served_before, timeout=15,
                what="nginx serving the renewed certificate")

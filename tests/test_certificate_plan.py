@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -10,10 +15,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from omni.acme import store
 from omni.acme.certinfo import CertState, cert_state
+from omni.acme.client import Issued
 from omni.engine.step import Step, Verb
+from omni.errors import StepFailed
+from omni.hosts.session import HostSession
 from omni.resources.certificate import CertificateResource, plan_certificate
-from tests.factories import make_spec
+from omni.tenant.spec import TenantSpec
+from omni.transport.local import LocalTransport
+from tests.factories import make_host, make_spec
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 DOMAINS = ["shop.acme.example", "www.acme.example"]
@@ -155,3 +166,128 @@ def test_trust_is_not_checked_without_a_bundle() -> None:
     state = cert_state(make_cert(DOMAINS, NOW + timedelta(days=60), key), _pem(key))
     assert state.trusted is None
     assert _plan(state)[0].verb is Verb.NOOP
+
+
+# -- versioned certificate directories (omni.acme.store), on the local filesystem ---------
+
+
+def _pair(domains: list[str] = DOMAINS) -> tuple[bytes, bytes]:
+    key = _key()
+    return _pem(key), make_cert(domains, NOW + timedelta(days=60), key)
+
+
+def _local_spec(tmp_path: Path, *, test_command: list[str] | None = None) -> TenantSpec:
+    nginx: dict[str, Any] = {"certs_dir": str(tmp_path / "certs"),
+                             "sites_dir": str(tmp_path / "sites")}
+    if test_command is not None:
+        nginx.update(test_command=test_command, reload_command=["true"])
+    (tmp_path / "sites").mkdir(exist_ok=True)
+    spec = make_spec(domains=DOMAINS)
+    return replace(spec, host=make_host(transport="local", nginx=nginx))
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_version_names_sort_by_time_and_match_the_pattern() -> None:
+    early = store.version_name(NOW, "0000ffff")
+    later = store.version_name(NOW + timedelta(seconds=1))
+    assert early == "v20261125T000000Z-0000ffff"
+    assert store.VERSION.fullmatch(later)
+    assert sorted([later, early]) == [early, later]
+
+
+def test_spec_paths_go_through_live(tmp_path: Path) -> None:
+    spec = _local_spec(tmp_path)
+    assert spec.fullchain_path == f"{spec.cert_dir}/live/fullchain.pem"
+    assert spec.privkey_path == f"{spec.cert_dir}/live/privkey.pem"
+
+
+def test_version_is_written_private_and_not_live_until_swapped(tmp_path: Path) -> None:
+    transport, cert_dir = LocalTransport(), str(tmp_path / "certs" / "t")
+    key, chain = _pair()
+    name = store.write_version(transport, cert_dir, key, chain)
+    assert store.VERSION.fullmatch(name)
+    assert _mode(f"{cert_dir}/{name}") == 0o700
+    assert _mode(f"{cert_dir}/{name}/privkey.pem") == 0o600
+    assert _mode(f"{cert_dir}/{name}/fullchain.pem") == 0o644
+    assert store.live_version(transport, cert_dir) is None
+    assert not os.path.lexists(f"{cert_dir}/live")
+    store.point_live(transport, cert_dir, name)
+    assert os.readlink(f"{cert_dir}/live") == name  # relative target
+    assert Path(f"{cert_dir}/live/privkey.pem").read_bytes() == key
+    assert store.live_version(transport, cert_dir) == name
+
+
+def test_swap_replaces_the_link_itself_and_leaves_no_temp_link(tmp_path: Path) -> None:
+    transport, cert_dir = LocalTransport(), str(tmp_path / "t")
+    first = store.write_version(transport, cert_dir, *_pair())
+    second = store.write_version(transport, cert_dir, *_pair())
+    store.point_live(transport, cert_dir, first)
+    store.point_live(transport, cert_dir, second)
+    assert os.readlink(f"{cert_dir}/live") == second
+    # Without mv -T the new link would have landed inside the old version's directory.
+    assert sorted(os.listdir(f"{cert_dir}/{first}")) == ["fullchain.pem", "privkey.pem"]
+    assert sorted(os.listdir(cert_dir)) == sorted([first, second, "live"])
+
+
+def test_live_pointing_somewhere_foreign_reads_as_no_version(tmp_path: Path) -> None:
+    cert_dir = tmp_path / "t"
+    cert_dir.mkdir()
+    (cert_dir / "live").symlink_to("/etc")
+    assert store.live_version(LocalTransport(), str(cert_dir)) is None
+    with pytest.raises(ValueError, match="not a certificate version"):
+        store.point_live(LocalTransport(), str(cert_dir), "../../etc")
+
+
+def test_prune_keeps_live_and_previous_and_legacy_files_only_while_in_use(
+    tmp_path: Path,
+) -> None:
+    transport, cert_dir = LocalTransport(), str(tmp_path / "t")
+    names = [store.write_version(transport, cert_dir, *_pair()) for _ in range(4)]
+    Path(cert_dir, "fullchain.pem").write_bytes(b"legacy")
+    Path(cert_dir, ".live.tmp-deadbeef").symlink_to(names[0])
+    removed = store.prune(transport, cert_dir, keep=(names[3], names[1]), legacy_in_use=True)
+    assert sorted(removed) == sorted([names[0], names[2]])
+    assert store.versions(transport, cert_dir) == sorted([names[1], names[3]])
+    assert os.path.exists(f"{cert_dir}/fullchain.pem")
+    assert not os.path.lexists(f"{cert_dir}/.live.tmp-deadbeef")
+    store.prune(transport, cert_dir, keep=(names[3], None), legacy_in_use=False)
+    assert store.versions(transport, cert_dir) == [names[3]]
+    assert not os.path.exists(f"{cert_dir}/fullchain.pem")
+
+
+def test_reissue_points_live_at_new_version_and_keeps_two(tmp_path: Path) -> None:
+    spec = _local_spec(tmp_path)  # no vhost yet: nginx is not involved
+    resource = CertificateResource(spec)
+    session = HostSession(spec.host)
+    transport = session.transport
+    made: list[str] = []
+    for _ in range(3):
+        key, chain = _pair()
+        assert resource._install_locked(session, Issued(key, chain)) is False
+        live = store.live_version(transport, spec.cert_dir)
+        assert live is not None
+        made.append(live)
+        assert Path(spec.privkey_path).read_bytes() == key
+        assert Path(spec.fullchain_path).read_bytes() == chain
+    assert len(set(made)) == 3
+    assert store.versions(transport, spec.cert_dir) == sorted(made[1:])
+    state = resource.observe(session)
+    assert state is not None and state.key_matches
+    assert resource.plan(state)[0].verb is Verb.NOOP
+
+
+def test_failing_config_test_swaps_live_back_to_previous(tmp_path: Path) -> None:
+    """The revert path (a stand-in test command that fails; real nginx: the lab tests)."""
+    spec = _local_spec(tmp_path, test_command=["false"])
+    Path(spec.vhost_path).write_text(f"ssl_certificate {spec.fullchain_path};\n")
+    resource = CertificateResource(spec)
+    session = HostSession(spec.host)
+    store.point_live(session.transport, spec.cert_dir,
+                     store.write_version(session.transport, spec.cert_dir, *_pair()))
+    before = store.live_version(session.transport, spec.cert_dir)
+    with pytest.raises(StepFailed, match=r"config test failed.*previous certificate restored"):
+        resource._install_locked(session, Issued(*_pair()))
+    assert store.live_version(session.transport, spec.cert_dir) == before

@@ -6,12 +6,17 @@ transport (omni running on the server itself).
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from omni.errors import InvalidInput, LockHeld, StepFailed
+from omni.errors import HostUnreachable, InvalidInput, LockHeld, StepFailed
 from omni.hosts.docker import ContainerSpec
 from omni.hosts.session import HostSession, SessionPool
 from omni.inventory.models import Host, HostsFile
@@ -38,12 +43,64 @@ def test_postgres_answers_through_the_tunnel(host: Host, session: Opener) -> Non
         assert str(version).startswith("PostgreSQL ")
         assert user == host.postgres.admin_user
         assert conn.autocommit
-        if host.transport == "ssh":
-            # Reached through our local forward, not the server's port directly.
-            assert conn.info.host == "127.0.0.1"
-            assert conn.info.port != host.postgres.port
-    with s.postgres() as again:  # the same tunnel serves a second connection
-        assert again.execute("SELECT 1").fetchone() == (1,)
+    with s.connect_as(  # a second, separate connection through the same forward
+        host.postgres.admin_user, s._admin_password(), "postgres"
+    ) as other:
+        assert other.execute("SELECT 1").fetchone() == (1,)
+    assert other.closed  # connect_as hands over ownership: its `with` closes it
+
+
+def test_postgres_forward_is_a_private_unix_socket_removed_at_close(
+    dev_host: Host, session: Opener
+) -> None:
+    s = session(dev_host)
+    with s.postgres() as conn:
+        directory = Path(conn.info.host)
+        # libpq reports the socket directory as the host: not a TCP address.
+        assert directory.is_absolute(), conn.info.host
+        info = directory.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o700
+        assert info.st_uid == os.getuid()
+        socket_file = directory / f".s.PGSQL.{conn.info.port}"
+        assert stat.S_ISSOCK(socket_file.stat().st_mode)
+    s.close()
+    assert not directory.exists()
+
+
+def test_admin_connection_and_password_are_kept_per_session(
+    host: Host, session: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = session(host)
+    reads: list[str] = []
+    real_read = s.transport.read_file
+
+    def counting_read(path: str) -> bytes | None:
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(s.transport, "read_file", counting_read)
+    pids = []
+    for _ in range(3):
+        with s.postgres() as conn:
+            pids.append(conn.execute("SELECT pg_backend_pid()").fetchone())
+        assert not conn.closed  # leaving `with` keeps the shared connection open
+    assert pids[0] is not None
+    assert pids == [pids[0]] * 3
+    with s.postgres("template1") as other_db:
+        row = other_db.execute("SELECT current_database(), pg_backend_pid()").fetchone()
+    assert row is not None
+    assert row[0] == "template1"
+    assert (row[1],) != pids[0]
+    assert reads == [host.postgres.admin_password_file]  # read once per session
+
+    conn.connection.close()  # a lost connection is replaced on the next call
+    with s.postgres() as fresh:
+        assert fresh.execute("SELECT 1").fetchone() == (1,)
+        assert fresh.connection is not conn.connection
+
+    s.close()
+    assert fresh.closed
+    assert other_db.closed
 
 
 def test_postgres_wrong_password_fails_without_echoing_it(host: Host, session: Opener) -> None:
@@ -159,6 +216,105 @@ def test_lock_is_released_when_the_holder_connection_dies(
             return False
 
     wait_until(acquired, timeout=15, what=f"lock {name} to be released")
+
+
+def test_lock_waits_for_the_holder_to_release(
+    host: Host, session: Opener, lock_name: str
+) -> None:
+    name = lock_name
+    first, second = session(host), session(host)
+    observer = session(host).transport
+    lock_file = f"{host.state_dir}/locks/{name}.lock"
+    held = first.lock(name)
+    held.__enter__()
+    released = threading.Event()
+    errors: list[BaseException] = []
+
+    def release_once_second_waits() -> None:
+        try:
+            # The second run's flock is queued on the server, waiting on this lock file.
+            wait_until(
+                lambda: observer.run(
+                    # Anchored, so it cannot match the pgrep/timeout command lines.
+                    ["pgrep", "-f", "--", f"^flock -w [0-9.]+ -E [0-9]+ {re.escape(lock_file)} "],
+                    check=False,
+                ).ok,
+                timeout=10,
+                interval=0.05,
+                what="the second flock to start waiting",
+            )
+            released.set()
+            held.__exit__(None, None, None)
+        except BaseException as exc:
+            errors.append(exc)
+            held.__exit__(None, None, None)
+
+    releaser = threading.Thread(target=release_once_second_waits, daemon=True)
+    releaser.start()
+    try:
+        with second.lock(name, wait_seconds=5):
+            assert released.is_set(), "got the lock while the first holder still had it"
+    finally:
+        releaser.join(timeout=30)
+    assert not errors, errors
+    assert not releaser.is_alive()
+
+
+def test_lock_wait_that_runs_out_raises_lock_held(
+    host: Host, session: Opener, lock_name: str
+) -> None:
+    name = lock_name
+    first, second = session(host), session(host)
+    with (
+        first.lock(name),
+        pytest.raises(LockHeld) as info,
+        second.lock(name, wait_seconds=0.5),
+    ):
+        pass
+    message = str(info.value)
+    assert repr(name) in message
+    assert "waited 0.5s" in message
+    assert info.value.fields["waited_seconds"] == 0.5
+    with second.lock(name, wait_seconds=0.5):  # free again
+        pass
+
+
+def test_negative_lock_wait_is_refused(dev_host: Host, session: Opener) -> None:
+    with pytest.raises(InvalidInput, match="wait_seconds"), session(dev_host).lock(
+        "test-negative", wait_seconds=-1
+    ):
+        pass
+
+
+def test_docker_errors_name_host_and_operation_never_env_values(
+    dev_host: Host, session: Opener
+) -> None:
+    engine = session(dev_host).docker()
+    secret = "sekrit-" + uuid.uuid4().hex
+    spec = ContainerSpec(
+        name="omni-test-bad-" + uuid.uuid4().hex[:8],
+        image="omni-absent/none:" + uuid.uuid4().hex[:8],
+        env={"TOKEN": secret},
+    )
+    with pytest.raises(StepFailed) as info:
+        engine.create_and_start(spec)
+    message = str(info.value)
+    assert "host dev" in message
+    assert f"create container {spec.name}" in message
+    assert secret not in message
+    assert engine.container(spec.name) is None
+
+
+def test_docker_after_connection_loss_raises_omni_errors(
+    dev_host: Host, session: Opener
+) -> None:
+    s = session(dev_host)
+    engine = s.docker()
+    assert engine.version()
+    s.transport.close()
+    with pytest.raises((HostUnreachable, StepFailed)) as info:
+        engine.version()
+    assert "host dev" in str(info.value)
 
 
 def test_invalid_lock_name_is_refused(dev_host: Host, session: Opener) -> None:

@@ -72,7 +72,7 @@ def _write_ca_and_leaf(
                            critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        cdir = certs_dir / slug
+        cdir = certs_dir / slug / "live"  # TenantSpec.fullchain_path/privkey_path
         cdir.mkdir(parents=True)
         (cdir / "fullchain.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
         (cdir / "privkey.pem").write_bytes(key.private_bytes(

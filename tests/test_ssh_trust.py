@@ -6,6 +6,7 @@ on the server (a marker file a successful run would create stays absent).
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,3 +122,30 @@ def test_nothing_listening_is_unreachable(dev_host: Host) -> None:
 def test_non_default_port_pins_use_bracketed_name() -> None:
     assert known_hosts_name("127.0.0.2", 22) == "127.0.0.2"
     assert known_hosts_name("127.0.0.2", 2222) == "[127.0.0.2]:2222"
+
+
+@pytest.fixture
+def logger_levels() -> Iterator[None]:
+    """Restore the root and paramiko logger levels the test changes."""
+    root, paramiko_logger = logging.getLogger(), logging.getLogger("paramiko")
+    saved = root.level, paramiko_logger.level
+    paramiko_logger.setLevel(logging.NOTSET)
+    yield
+    root.setLevel(saved[0])
+    paramiko_logger.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(
+    ("root_level", "expected"),
+    [(logging.DEBUG, logging.NOTSET), (logging.WARNING, logging.CRITICAL)],
+)
+def test_paramiko_logging_is_silenced_only_when_not_verbose(
+    dev_host: Host, logger_levels: None, root_level: int, expected: int
+) -> None:
+    logging.getLogger().setLevel(root_level)
+    session = HostSession(dev_host)
+    try:
+        assert session.transport.run(["true"]).ok
+    finally:
+        session.close()
+    assert logging.getLogger("paramiko").level == expected

@@ -7,6 +7,7 @@ host was contacted. No tenant file may appear either.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,15 @@ def test_valid_input_does_try_to_connect(
     assert code == 5, err
     assert "error[host_unreachable]" in err
     assert not (inventory / "tenants" / "acme.yaml").exists()
+
+
+def test_json_flag_after_the_subcommand_prints_one_envelope(
+    inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["--inventory", str(inventory), "tenant", "create", "Bad", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    (line,) = captured.out.splitlines()
+    envelope = json.loads(line)
+    assert envelope["status"] == "error"
+    assert envelope["errors"][0]["field"] == "slug"

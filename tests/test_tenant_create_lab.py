@@ -331,3 +331,33 @@ def test_failing_health_gate_names_the_step_and_a_fixed_rerun_converges(
         assert _health(dev_host, domain) == 200
     finally:
         tl.omni(inventory, "tenant", "destroy", slug, "--yes")
+
+
+def test_two_creates_on_one_host_at_once_both_converge_on_distinct_ports(
+    inventory: Path, dev_host: Host
+) -> None:
+    slugs = [tl.unique_slug("twin"), tl.unique_slug("twin")]
+    procs = [
+        tl.start_omni(
+            inventory,
+            "--json",
+            "tenant",
+            "create",
+            slug,
+            "--host",
+            "dev",
+            "--domain",
+            _domain(slug, dev_host),
+            "--image",
+            IMAGE_V1,
+        )
+        for slug in slugs
+    ]
+    results = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (_out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+    envelopes = [json.loads(out.splitlines()[0]) for out, _ in results]
+    ports = [(e["data"]["app_port"], e["data"]["redis_port"]) for e in envelopes]
+    assert len({p for pair in ports for p in pair}) == 4, ports
+    for slug in slugs:
+        assert _health(dev_host, _domain(slug, dev_host)) == 200

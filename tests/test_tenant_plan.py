@@ -8,7 +8,7 @@ import pytest
 
 from omni.engine.step import Verb
 from omni.resources.containers import CONFIG_HASH_LABEL, ContainerState, TenantContainer
-from omni.resources.files import ManagedFile
+from omni.resources.files import FileState, ManagedFile
 from omni.resources.migrations import Migrations, MigrationState
 from omni.tenant.ports import first_free, listening_ports
 from omni.tenant.secrets import TenantSecrets
@@ -22,7 +22,9 @@ def _file(content: str, display: str) -> ManagedFile:
 
 
 def test_file_plan_creates_with_masked_diff() -> None:
-    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan((None, None))
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(
+        FileState(None)
+    )
     assert step.verb is Verb.CREATE
     assert step.diff is not None and "+JWT_SECRET=********" in step.diff
     assert SECRET not in json.dumps(step.to_dict())
@@ -30,13 +32,15 @@ def test_file_plan_creates_with_masked_diff() -> None:
 
 def test_file_plan_is_noop_when_bytes_match() -> None:
     content = f"A=1\nJWT_SECRET={SECRET}\n"
-    (step,) = _file(content, "A=1\nJWT_SECRET=********\n").plan((content.encode(), None))
+    (step,) = _file(content, "A=1\nJWT_SECRET=********\n").plan(FileState(content.encode(), "600"))
     assert step.verb is Verb.NOOP
 
 
 def test_file_plan_update_masks_unknown_old_values() -> None:
     old = b"A=0\nOLD_TOKEN=leaked-if-shown-123456\nJWT_SECRET=" + SECRET.encode() + b"\n"
-    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan((old, None))
+    (step,) = _file(f"A=1\nJWT_SECRET={SECRET}\n", "A=1\nJWT_SECRET=********\n").plan(
+        FileState(old, "600")
+    )
     assert step.verb is Verb.UPDATE
     assert step.diff is not None
     assert "leaked-if-shown" not in step.diff and SECRET not in step.diff
@@ -154,7 +158,58 @@ def test_file_plan_fixes_owner_without_rewriting() -> None:
     managed = ManagedFile(
         "redis.config", "/srv/t/redis.conf", b"x\n", 0o600, "x\n", owner="999:999"
     )
-    (step,) = managed.plan((b"x\n", "0:0"))
+    (step,) = managed.plan(FileState(b"x\n", "600", "0:0"))
     assert step.verb is Verb.UPDATE
     assert step.changes[0].after == "999:999"
-    assert managed.plan((b"x\n", "999:999"))[0].verb is Verb.NOOP
+    assert step.diff is None
+    assert managed.plan(FileState(b"x\n", "600", "999:999"))[0].verb is Verb.NOOP
+
+
+def test_file_plan_tightens_a_loosened_mode() -> None:
+    managed = ManagedFile("medusa.env", "/srv/t/medusa.env", b"x\n", 0o600, "x\n")
+    (step,) = managed.plan(FileState(b"x\n", "644", "0:0"))
+    assert step.verb is Verb.UPDATE
+    assert (step.changes[0].field, step.changes[0].before, step.changes[0].after) == (
+        "mode",
+        "644",
+        "600",
+    )
+
+
+def _choose(
+    tenant_ports: dict[str, int], registry: dict[str, dict[str, int]], listening: set[int]
+) -> tuple[int, int]:
+    from omni.tenant.ports import choose_ports
+    from tests.factories import make_tenant
+
+    tenant = make_tenant(**tenant_ports)
+    other = make_tenant(slug="other", domains=["o.example.com"], app_port=9003, redis_port=6403)
+    return choose_ports(tenant, make_host(), registry, [other], listening)
+
+
+@pytest.mark.parametrize(
+    ("tenant_ports", "registry", "listening", "expected"),
+    [
+        ({}, {}, set(), (9000, 6400)),
+        ({"app_port": 9100, "redis_port": 6500}, {}, set(), (9100, 6500)),
+        # the file lost its ports: the host's registry remembers them
+        ({}, {"acme": {"app_port": 9007, "redis_port": 6407}}, {9007, 6407}, (9007, 6407)),
+        # other tenants (registry, inventory) and other listeners are skipped
+        ({}, {"x": {"app_port": 9000, "redis_port": 6400}}, {9001, 6401}, (9002, 6402)),
+    ],
+)
+def test_choose_ports(
+    tenant_ports: dict[str, int],
+    registry: dict[str, dict[str, int]],
+    listening: set[int],
+    expected: tuple[int, int],
+) -> None:
+    assert _choose(tenant_ports, registry, listening) == expected
+
+
+def test_choose_ports_refuses_a_port_owned_by_another_tenant() -> None:
+    from omni.errors import InvalidInput
+
+    registry = {"x": {"app_port": 9000, "redis_port": 1}}
+    with pytest.raises(InvalidInput, match="app_port: port 9000 on host dev belongs to tenant 'x'"):
+        _choose({"app_port": 9000, "redis_port": 6499}, registry, set())

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import random
 import shlex
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from omni.errors import CommandFailed, CommandTimeout
+from omni.errors import CommandFailed, CommandTimeout, HostUnreachable, StepFailed
 from omni.hosts.session import HostSession
 from omni.inventory.models import Host
 from omni.transport.base import Transport
 from omni.transport.local import LocalTransport
+from omni.transport.ssh import SSHTransport
 from tests.lab import wait_until
 
 MIB = 1024 * 1024
@@ -174,3 +176,54 @@ def test_open_process_is_a_byte_stream(target: Target) -> None:
         assert received == b"ping\n"
     finally:
         stream.close()
+
+
+def _ssh_transport(dev_host: Host) -> SSHTransport:
+    return SSHTransport(dev_host, connect_timeout=10)
+
+
+@pytest.mark.lab
+def test_ssh_connection_loss_is_host_unreachable_never_raw(dev_host: Host) -> None:
+    transport = _ssh_transport(dev_host)
+    try:
+        assert transport.read_file("/etc/hostname") is not None  # SFTP is open
+        # The TCP connection goes away under paramiko, as when the network drops.
+        link = transport._client.get_transport()
+        assert link is not None
+        link.sock.shutdown(socket.SHUT_RDWR)
+        wait_until(lambda: not link.is_active(), timeout=10, what="paramiko to see the loss")
+        operations: dict[str, Callable[[], object]] = {
+            "run": lambda: transport.run(["true"]),
+            "read_file": lambda: transport.read_file("/etc/hostname"),
+            "write_file": lambda: transport.write_file("/tmp/omni-lost", b"x"),
+            "remove_file": lambda: transport.remove_file("/tmp/omni-lost"),
+            "open_process": lambda: transport.open_process(["cat"]),
+            "open_tcp": lambda: transport.open_tcp("127.0.0.1", 22),
+        }
+        for name, operation in operations.items():
+            with pytest.raises(HostUnreachable) as info:
+                operation()
+            assert "host dev" in str(info.value), name
+            assert info.value.fields["host"] == "dev", name
+    finally:
+        transport.close()
+
+
+@pytest.mark.lab
+def test_ssh_failure_on_a_live_connection_is_step_failed_naming_operation(
+    dev_host: Host,
+) -> None:
+    transport = _ssh_transport(dev_host)
+    try:
+        channel = transport._open_session()
+        channel.close()  # paramiko refuses to exec on it with an SSHException
+        with pytest.raises(StepFailed) as info:
+            transport._exec(channel, "true", ["echo", "sekrit"], ["sekrit"])
+        assert not isinstance(info.value, HostUnreachable)
+        message = str(info.value)
+        assert "host dev" in message
+        assert "starting `echo ***`" in message
+        assert "sekrit" not in message
+        assert transport.run(["true"]).ok  # the connection is still usable
+    finally:
+        transport.close()

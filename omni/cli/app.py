@@ -127,7 +127,7 @@ def _fail(state: RunState, error: OmniError) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run omni with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _global_flags_first(list(sys.argv[1:] if argv is None else argv))
     try:
         settings = Settings()
     except ValidationError as err:
@@ -159,6 +159,15 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(
             state, InternalError(f"{type(err).__name__}: {err} (a bug in omni{hint})")
         )
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """Accept ``--json`` anywhere before ``--`` (``omni tenant create x --json`` as in the
+    runbooks), by moving it in front of the sub-command where typer expects it."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--json" not in args[:end]:
+        return args
+    return ["--json", *(a for i, a in enumerate(args) if not (i < end and a == "--json"))]
 
 
 def _describe(err: ValidationError) -> str:

@@ -99,8 +99,11 @@ def apply_plan(
             progress.step_started(step)
             try:
                 item.resource.apply(session, step)
-            except OmniError as exc:
-                message = redact(f"{step.resource}: {exc.message}")
+            except Exception as exc:
+                reason = (
+                    exc.message if isinstance(exc, OmniError) else f"{type(exc).__name__}: {exc}"
+                )
+                message = redact(f"{step.resource}: {' '.join(reason.split())}")
                 progress.step_finished(step, message)
                 outcomes.append(StepOutcome(step, "failed", message))
                 raise ApplyFailed(message, outcomes, step) from None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -62,3 +62,18 @@ def fingerprint(steps: Sequence[Step]) -> str:
     """A stable digest of a plan, for ``--expect-plan`` (refuse a plan that drifted)."""
     payload = json.dumps([s.to_dict() for s in steps], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def redacted(step: Step, redact: Callable[[str], str]) -> Step:
+    """``step`` with every text field passed through ``redact`` (a last line of defence:
+    steps are built from masked values already)."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else redact(value)
+
+    return replace(
+        step,
+        summary=redact(step.summary),
+        changes=tuple(FieldChange(c.field, text(c.before), text(c.after)) for c in step.changes),
+        diff=text(step.diff),
+    )

@@ -5,19 +5,22 @@ cannot honour the inventory's pinned keys. Instead the client is mounted on a ``
 adapter (mirroring the SDK's ``SSHHTTPAdapter``) whose HTTP connections each open one
 ``docker system dial-stdio`` process through our pinned transport.
 
-No SDK object leaves this module: callers get frozen dataclasses. Container environment
-values are secrets: they never appear in reprs or exception messages.
+No SDK object and no SDK exception leaves this module: callers get frozen dataclasses, and
+every failure is a ``StepFailed`` naming the host and the operation (or the transport's own
+``HostUnreachable`` when the connection is lost). Container environment values are
+secrets: they never appear in reprs or exception messages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from omni.errors import CommandTimeout, StepFailed
+from omni.errors import CommandTimeout, OmniError, StepFailed
+from omni.transport._common import mask
 
 if TYPE_CHECKING:
     from omni.transport.base import Stream, Transport
@@ -112,9 +115,20 @@ def _dial_stdio_adapter(open_stream: Callable[[], Stream], timeout: float) -> An
     return DialStdioAdapter()
 
 
-def _api_error(host: str, action: str, exc: Exception) -> StepFailed:
-    explanation = getattr(exc, "explanation", None) or type(exc).__name__
-    return StepFailed(f"host {host}: docker {action} failed: {explanation}"[:500], host=host)
+def _api_error(
+    host: str, action: str, exc: Exception, secrets: Collection[str] = ()
+) -> OmniError:
+    """The omni error for ``exc``: an omni error as is, anything else a ``StepFailed``.
+
+    The reason is the engine's explanation (or the error's text), with ``secrets`` (a
+    container's env values) masked, on one line.
+    """
+    if isinstance(exc, OmniError):
+        return exc
+    detail = getattr(exc, "explanation", None) or str(exc)
+    detail = " ".join(mask(str(detail), list(secrets)).split())[:300]
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return StepFailed(f"host {host}: docker {action} failed: {reason}", host=host)
 
 
 def _is_read_timeout(exc: Exception) -> bool:
@@ -174,13 +188,15 @@ class DockerEngine:
 
         try:
             api_version = make(_BOOTSTRAP_API_VERSION).version(api_version=False)["ApiVersion"]
+            return cls(make(str(api_version)), host_name)
+        except OmniError:
+            raise
         except Exception as exc:
             raise StepFailed(
                 f"host {host_name}: Docker engine at {socket_path} does not answer "
                 f"over dial-stdio ({cli}): {type(exc).__name__}: {str(exc)[:200]}",
                 host=host_name,
             ) from None
-        return cls(make(api_version), host_name)
 
     @classmethod
     def local(cls, host_name: str, *, socket_path: str, timeout: float = 60.0) -> DockerEngine:
@@ -246,7 +262,11 @@ class DockerEngine:
             found = self._client.containers(all=True, filters=filters)
         except Exception as exc:
             raise _api_error(self.host, "list containers", exc) from None
-        infos = [self.container(c["Id"]) for c in found]
+        try:
+            ids = [str(c["Id"]) for c in found]
+        except (KeyError, TypeError) as exc:
+            raise _api_error(self.host, "list containers", exc) from None
+        infos = [self.container(i) for i in ids]
         return sorted((i for i in infos if i is not None), key=lambda i: i.name)
 
     def logs(self, name: str, tail: int | Literal["all"] = 100) -> bytes:
@@ -258,16 +278,16 @@ class DockerEngine:
     # -- writes -------------------------------------------------------------------------
 
     def _create(self, spec: ContainerSpec, restart: str | None) -> str:
-        host_config = self._client.create_host_config(
-            network_mode=spec.network_mode,
-            restart_policy={"Name": restart} if restart else None,
-            binds={
-                source: {"bind": target, "mode": "ro" if read_only else "rw"}
-                for source, target, read_only in spec.mounts
-            }
-            or None,
-        )
         try:
+            host_config = self._client.create_host_config(
+                network_mode=spec.network_mode,
+                restart_policy={"Name": restart} if restart else None,
+                binds={
+                    source: {"bind": target, "mode": "ro" if read_only else "rw"}
+                    for source, target, read_only in spec.mounts
+                }
+                or None,
+            )
             created = self._client.create_container(
                 image=spec.image,
                 command=list(spec.command) if spec.command is not None else None,
@@ -279,7 +299,9 @@ class DockerEngine:
                 user=spec.user,
             )
         except Exception as exc:
-            raise _api_error(self.host, f"create container {spec.name}", exc) from None
+            raise _api_error(
+                self.host, f"create container {spec.name}", exc, spec.env.values()
+            ) from None
         return str(created["Id"])
 
     def create_and_start(self, spec: ContainerSpec) -> str:
@@ -288,7 +310,9 @@ class DockerEngine:
         try:
             self._client.start(container_id)
         except Exception as exc:
-            raise _api_error(self.host, f"start container {spec.name}", exc) from None
+            raise _api_error(
+                self.host, f"start container {spec.name}", exc, spec.env.values()
+            ) from None
         return container_id
 
     def run_once(self, spec: ContainerSpec, timeout: float) -> tuple[int, bytes]:
@@ -305,13 +329,15 @@ class DockerEngine:
                 status = self._client.wait(container_id, timeout=timeout)
             except Exception as exc:
                 if not _is_read_timeout(exc):
-                    raise _api_error(self.host, f"run {spec.name}", exc) from None
+                    raise _api_error(
+                        self.host, f"run {spec.name}", exc, spec.env.values()
+                    ) from None
                 raise CommandTimeout(
                     f"host {self.host}: container {spec.name} ran over {timeout:g}s",
                     host=self.host,
                 ) from None
             logs = self.logs(container_id, tail="all")
-            return int(status.get("StatusCode", -1)), logs
+            return int((status or {}).get("StatusCode", -1)), logs
         finally:
             self.remove(container_id, force=True)
 

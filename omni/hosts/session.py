@@ -1,8 +1,10 @@
 """Host sessions: one transport per server per run, with Postgres, Docker and locks on it.
 
 Everything opens lazily and once: the first ``.transport`` access connects (SSH or local per
-``host.transport``); Postgres and Docker then ride on that same connection. Heavy libraries
-(paramiko, psycopg, docker) are imported only here, when first needed.
+``host.transport``); Postgres and Docker then ride on that same connection. The admin
+Postgres password is read once per session and each database gets one admin connection,
+shared by every ``postgres()`` call. Heavy libraries (paramiko, psycopg, docker) are
+imported only here, when first needed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class HostSession:
         self._connect_timeout = connect_timeout
         self._transport: Transport | None = None
         self._forward: _pg.PortForward | None = None
+        self._admin_secret: str | None = None  # never logged, never in an error
+        self._admin_connections: dict[str, psycopg.Connection[tuple[object, ...]]] = {}
         self._docker: DockerEngine | None = None
         self._guard = threading.RLock()
 
@@ -63,30 +67,45 @@ class HostSession:
         with self._guard:
             if self._forward is None:
                 self._forward = _pg.PortForward(self.transport, settings.host, settings.port)
-            return "127.0.0.1", self._forward.port
+            return self._forward.directory, self._forward.port
 
     def _admin_password(self) -> str:
-        path = self.host.postgres.admin_password_file
-        data = self.transport.read_file(path)
-        if data is None:
-            raise StepFailed(
-                f"host {self.name}: Postgres admin password file {path} does not exist",
-                host=self.name,
-            )
-        return data.decode("utf-8").strip()
+        with self._guard:
+            if self._admin_secret is None:
+                path = self.host.postgres.admin_password_file
+                data = self.transport.read_file(path)
+                if data is None:
+                    raise StepFailed(
+                        f"host {self.name}: Postgres admin password file {path} does not exist",
+                        host=self.name,
+                    )
+                self._admin_secret = data.decode("utf-8").strip()
+            return self._admin_secret
 
-    def postgres(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
-        """An autocommit connection as the host's admin user. Caller closes it.
+    def postgres(self, dbname: str = "postgres") -> _pg.SharedConnection:
+        """The session's autocommit admin connection to ``dbname``, for ``with ... as conn``.
 
-        The password is read from the server's ``admin_password_file`` each time and never
-        logged or put in an error.
+        One connection per database per session, opened on first use (and again if it was
+        lost), closed by ``close()``; leaving the ``with`` block does not close it. The
+        password is read from the server's ``admin_password_file`` once per session and
+        never logged or put in an error.
         """
-        return self.connect_as(self.host.postgres.admin_user, self._admin_password(), dbname)
+        with self._guard:
+            conn = self._admin_connections.get(dbname)
+            if conn is None or conn.closed:
+                conn = self.connect_as(
+                    self.host.postgres.admin_user, self._admin_password(), dbname
+                )
+                self._admin_connections[dbname] = conn
+            return _pg.SharedConnection(conn)
 
     def connect_as(
         self, user: str, password: str, dbname: str
     ) -> psycopg.Connection[tuple[object, ...]]:
-        """An autocommit connection as ``user`` (same tunnel as ``postgres``)."""
+        """A new autocommit connection as ``user`` (same tunnel as ``postgres``).
+
+        The caller owns it: ``with session.connect_as(...) as conn:`` closes it.
+        """
         address, port = self._pg_endpoint()
         forward = self._forward
         if forward is not None:
@@ -122,14 +141,25 @@ class HostSession:
     # -- locks --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """Hold ``<state_dir>/locks/<name>.lock`` on the host; ``LockHeld`` if taken."""
-        with _lock.hold(self.transport, self.name, self.host.state_dir, name):
+    def lock(self, name: str, wait_seconds: float = 0) -> Iterator[None]:
+        """Hold ``<state_dir>/locks/<name>.lock`` on the host for the ``with`` body.
+
+        Waits up to ``wait_seconds`` (0: not at all) for another holder to release it;
+        raises ``LockHeld`` (naming the lock and the wait) if it is still taken then.
+        """
+        with _lock.hold(
+            self.transport, self.name, self.host.state_dir, name, wait_seconds=wait_seconds
+        ):
             yield
 
     def close(self) -> None:
-        """Release Docker, the port forward and the connection; idempotent."""
+        """Release Postgres, Docker, the port forward and the connection; idempotent."""
         with self._guard:
+            connections, self._admin_connections = list(self._admin_connections.values()), {}
+            for conn in connections:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._admin_secret = None
             if self._docker is not None:
                 self._docker.close()
                 self._docker = None

@@ -6,10 +6,15 @@ plan:    pure, on ``spec.now`` and ``host.acme.renew_before_days``: CREATE when 
          REPLACE when the names differ from the tenant's domains, when expiry is inside the
          renewal window, or when the key does not match; else NOOP. So no order is placed
          while the current certificate is valid and outside the renewal window.
-apply:   pre-flight (the challenge URL of every domain serves the webroot), one ACME order
-         through HTTP-01, then ``privkey.pem`` (0600) and ``fullchain.pem`` (0644) written
-         atomically into ``spec.cert_dir``; if the tenant's vhost exists, nginx is tested and
-         reloaded, and the step waits until nginx serves the new certificate.
+apply:   pre-flight (the challenge URL of every domain serves the webroot) and one ACME
+         order through HTTP-01, outside any lock. Then, holding the host's nginx lock:
+         ``privkey.pem`` (0600) and ``fullchain.pem`` (0644) go into a fresh 0700 version
+         directory under ``spec.cert_dir`` and ``live`` is swapped to it in one rename
+         (``omni.acme.store``), so nginx never sees a key and a chain that do not belong
+         together, however the run dies. If the tenant's vhost on disk uses the ``live``
+         paths, nginx is tested (failure: ``live`` swapped back, if there was a previous
+         version) and reloaded. Versions other than the new one and the previous one are
+         pruned; then the step waits until nginx serves the new certificate.
 """
 
 from __future__ import annotations
@@ -21,11 +26,18 @@ from typing import TYPE_CHECKING
 
 from omni import probe
 from omni.acme import client as acme_client
+from omni.acme import store
 from omni.acme.certinfo import CertState, cert_state
 from omni.acme.webroot import Webroot, preflight
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import NGINX_LOCK, InstallOptions, nginx_error_line, wait_live
+from omni.nginx import (
+    NGINX_LOCK,
+    NGINX_LOCK_WAIT_SECONDS,
+    InstallOptions,
+    nginx_error_line,
+    wait_live,
+)
 from omni.resources.vhost import leaf_der, nginx_address
 
 if TYPE_CHECKING:
@@ -145,13 +157,38 @@ class CertificateResource:
             self.preflight_timeout,
         )
         issued = acme_client.issue(transport, host.acme, domains, self.order_deadline_seconds)
-        transport.run(["mkdir", "-p", spec.cert_dir])
-        # Key first: a run killed in between leaves a key not matching the old chain, which
-        # the next plan sees (key_matches) and replaces.
-        transport.write_file(spec.privkey_path, issued.privkey_pem, mode=0o600)
-        transport.write_file(spec.fullchain_path, issued.fullchain_pem, mode=0o644)
-        if transport.read_file(spec.vhost_path) is not None:
-            self._reload(session, leaf_der(issued.fullchain_pem))
+        # Other tenants' nginx changes hold this lock only briefly: queue rather than fail.
+        with session.lock(NGINX_LOCK, wait_seconds=NGINX_LOCK_WAIT_SECONDS):
+            reloaded = self._install_locked(session, issued)
+            if reloaded:
+                leaf = leaf_der(issued.fullchain_pem)
+                reason = wait_live(lambda: self._serving(leaf), self.reload_options)
+                if reason is not None:
+                    raise StepFailed(f"certificate written and nginx reloaded, but: {reason}")
+
+    def _install_locked(self, session: HostSession, issued: acme_client.Issued) -> bool:
+        """Write a new version, swap ``live``, test and reload nginx if the vhost uses
+        ``live``, prune. Returns whether nginx was reloaded. Caller holds the nginx lock."""
+        spec = self.spec
+        transport = session.transport
+        cert_dir = spec.cert_dir
+        version = store.write_version(transport, cert_dir, issued.privkey_pem, issued.fullchain_pem)
+        previous = store.live_version(transport, cert_dir)
+        store.point_live(transport, cert_dir, version)
+        # A vhost from before versioned directories points at files directly in cert_dir:
+        # a reload would not load the new certificate (the vhost step re-renders it), and
+        # those files must stay until it has.
+        vhost = transport.read_file(spec.vhost_path) or b""
+        uses_live = spec.fullchain_path.encode() in vhost
+        if uses_live:
+            self._test_and_reload(session, previous)
+        store.prune(
+            transport,
+            cert_dir,
+            keep=(version, previous),
+            legacy_in_use=f"{cert_dir}/{store.FULLCHAIN}".encode() in vhost,
+        )
+        return uses_live
 
     def _serving(self, leaf: bytes | None) -> str | None:
         spec = self.spec
@@ -167,27 +204,27 @@ class CertificateResource:
             return str(exc)
         return None if served == leaf else "nginx still serves the previous certificate"
 
-    def _reload(self, session: HostSession, leaf: bytes | None) -> None:
-        with session.lock(NGINX_LOCK):
-            self._reload_locked(session, leaf)
-
-    def _reload_locked(self, session: HostSession, leaf: bytes | None) -> None:
+    def _test_and_reload(self, session: HostSession, previous: str | None) -> None:
+        """``nginx -t`` then reload; on a failed test ``live`` goes back to ``previous``."""
         nginx = self.spec.host.nginx
         transport = session.transport
-        tested = transport.run(nginx.test_command, check=False)
+        timeout = self.reload_options.command_timeout_seconds
+        tested = transport.run(nginx.test_command, check=False, timeout=timeout)
         if not tested.ok:
+            if previous is None:
+                undone = "there was no previous certificate to restore"
+            else:
+                store.point_live(transport, self.spec.cert_dir, previous)
+                undone = "previous certificate restored"
             raise StepFailed(
-                "certificate written but nginx config test failed, so nginx still serves the "
-                f"previous certificate: {nginx_error_line(tested)}"
+                f"certificate issued but nginx config test failed ({undone}; nginx not "
+                f"reloaded): {nginx_error_line(tested)}"
             )
-        reloaded = transport.run(nginx.reload_command, check=False)
+        reloaded = transport.run(nginx.reload_command, check=False, timeout=timeout)
         if not reloaded.ok:
             raise StepFailed(
                 f"certificate written but nginx reload failed: {nginx_error_line(reloaded)}"
             )
-        reason = wait_live(lambda: self._serving(leaf), self.reload_options)
-        if reason is not None:
-            raise StepFailed(f"certificate written and nginx reloaded, but: {reason}")
 
 
 Certificate = CertificateResource  # the name omni.tenant.resources uses

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from omni.engine.step import FieldChange, Step, Verb, noop
@@ -51,7 +51,7 @@ class TenantContainer:
     name: str
     image: str
     command: tuple[str, ...] | None
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)
     labels: Mapping[str, str]
     mounts: tuple[tuple[str, str, bool], ...] = ()
     # Hash of files the container reads through mounts: a changed file means replace.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import posixpath
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
+from omni.redact import MASK
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -28,6 +30,13 @@ def unified_diff(path: str, before: str | None, after: str) -> str:
 
 
 @dataclass(frozen=True)
+class FileState:
+    content: bytes | None  # None: the file does not exist
+    mode: str | None = None  # octal, as `stat -c %a` prints it
+    owner: str | None = None  # "uid:gid"
+
+
+@dataclass(frozen=True)
 class ManagedFile:
     """Converges one file to ``content``.
 
@@ -38,56 +47,58 @@ class ManagedFile:
 
     key: str
     path: str
-    content: bytes
+    content: bytes = field(repr=False)
     mode: int
     display: str  # the content as shown to people, secrets masked
     owner: str | None = None  # "uid:gid"; None leaves the writing user as owner
 
-    def observe(self, session: HostSession) -> tuple[bytes | None, str | None]:
+    def observe(self, session: HostSession) -> FileState:
         content = session.transport.read_file(self.path)
-        if content is None or self.owner is None:
-            return content, None
-        stat = session.transport.run(["stat", "-c", "%u:%g", self.path], check=False)
-        return content, stat.text().strip() or None
+        if content is None:
+            return FileState(None)
+        stat = session.transport.run(["stat", "-c", "%a %u:%g", self.path], check=False).text()
+        mode, _, owner = stat.strip().partition(" ")
+        return FileState(content, mode or None, owner or None)
 
-    def plan(self, state: tuple[bytes | None, str | None]) -> list[Step]:
-        current, owner = state
-        if current == self.content:
-            if self.owner is not None and owner != self.owner:
-                return [
-                    Step(
-                        self.key,
-                        Verb.UPDATE,
-                        f"chown {self.owner} {self.path}",
-                        (FieldChange("owner", owner, self.owner),),
-                    )
-                ]
+    def plan(self, state: FileState) -> list[Step]:
+        if state.content != self.content:
+            return [self._write_step(state.content)]
+        changes = []
+        if state.mode != f"{self.mode:o}":
+            changes.append(FieldChange("mode", state.mode, f"{self.mode:o}"))
+        if self.owner is not None and state.owner != self.owner:
+            changes.append(FieldChange("owner", state.owner, self.owner))
+        if not changes:
             return [noop(self.key, f"{self.path} up to date")]
+        what = ", ".join(f"{c.field} {c.after}" for c in changes)
+        return [Step(self.key, Verb.UPDATE, f"set {what} on {self.path}", tuple(changes))]
+
+    def _write_step(self, current: bytes | None) -> Step:
         before = None if current is None else _mask_like(current, self.content, self.display)
         verb = Verb.CREATE if current is None else Verb.UPDATE
-        return [
-            Step(
-                resource=self.key,
-                verb=verb,
-                summary=f"{verb.value} {self.path} (mode {self.mode:04o})",
-                diff=unified_diff(self.path, before, self.display),
-            )
-        ]
+        return Step(
+            resource=self.key,
+            verb=verb,
+            summary=f"{verb.value} {self.path} (mode {self.mode:04o})",
+            diff=unified_diff(self.path, before, self.display),
+        )
 
     def apply(self, session: HostSession, step: Step) -> None:
-        directory = posixpath.dirname(self.path)
-        session.transport.run(["mkdir", "-p", "-m", PRIVATE_DIR_MODE, directory])
-        session.transport.write_file(self.path, self.content, mode=self.mode)
+        transport = session.transport
+        transport.run(["mkdir", "-p", "-m", PRIVATE_DIR_MODE, posixpath.dirname(self.path)])
+        if transport.read_file(self.path) != self.content:
+            transport.write_file(self.path, self.content, mode=self.mode)
+        transport.run(["chmod", f"{self.mode:o}", self.path])
         if self.owner is not None:
-            session.transport.run(["chown", self.owner, self.path])
+            transport.run(["chown", self.owner, self.path])
 
 
 def _mask_like(current: bytes, desired: bytes, desired_display: str) -> str:
     """Show the current file with the same masking as the desired one.
 
-    Lines identical to a desired line are shown as that line's masked form; other lines
-    are masked wholesale after the first '=' (env/config style), since a line we did not
-    write may still hold a secret.
+    A line identical to a desired line is shown as that line's masked form. Any other line
+    may hold a secret (a hand edit, an old value, another layout), so only its first word
+    (up to ``=``, ``:`` or a space) is kept and the rest is masked; comments are masked too.
     """
     masked_by_line = dict(
         zip(
@@ -97,14 +108,19 @@ def _mask_like(current: bytes, desired: bytes, desired_display: str) -> str:
         )
     )
     out = []
-    for line in current.decode("utf-8", "replace").splitlines(keepends=True):
-        bare = line.rstrip("\n")
-        if bare in masked_by_line:
-            out.append(masked_by_line[bare] + "\n")
-        elif "=" in bare and not bare.lstrip().startswith("#"):
-            out.append(bare.split("=", 1)[0] + "=********\n")
-        elif bare.strip().startswith("requirepass"):
-            out.append("requirepass ********\n")
-        else:
+    for line in current.decode("utf-8", "replace").splitlines():
+        if line in masked_by_line:
+            out.append(masked_by_line[line])
+        elif not line.strip():
             out.append(line)
-    return "".join(out)
+        else:
+            out.append(_first_word(line) + MASK)
+    return "".join(f"{line}\n" for line in out)
+
+
+_WORD = re.compile(r"^\s*[^\s=:#]*[=:\s]?\s*")
+
+
+def _first_word(line: str) -> str:
+    match = _WORD.match(line)
+    return match.group(0) if match else ""

@@ -7,7 +7,7 @@ marker file on the host after a successful run), so a converged tenant plans no 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
@@ -31,7 +31,7 @@ class Migrations:
     container_name: str
     image: str
     command: tuple[str, ...]
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)
     labels: Mapping[str, str]
     marker_path: str
     redact: Callable[[str], str]

@@ -7,7 +7,7 @@ transaction (the admin connection is autocommit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
@@ -42,7 +42,7 @@ class TenantRole:
     """A LOGIN role with exactly the tenant's password and no privileges. Idempotent."""
 
     role: str
-    password: str
+    password: str = field(repr=False)
     key: str = "postgres.role"
 
     def observe(self, session: HostSession) -> RoleState:

@@ -7,12 +7,13 @@ gone is a no-op, so a destroy killed half-way is finished by running it again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import posixpath
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import NGINX_LOCK, nginx_error_line
+from omni.nginx import NGINX_LOCK, NGINX_LOCK_WAIT_SECONDS, nginx_error_line
 from omni.resources.postgres import database_exists, role_exists
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class DatabaseDump:
 
     database: str
     user: str
-    password: str
+    password: str = field(repr=False)
     pg_host: str
     pg_port: int
     dump_path: str
@@ -60,11 +61,22 @@ class DatabaseDump:
         transport = session.transport
         directory = self.dump_path.rsplit("/", 1)[0]
         transport.run(["mkdir", "-p", "-m", "700", directory])
-        line = f"{self.pg_host}:{self.pg_port}:{self.database}:{self.user}:{self.password}\n"
+        # A passfile left by a killed destroy of this tenant holds the admin password.
+        leftovers = posixpath.basename(self.passfile_path).rsplit("-", 1)[0] + "-*.pgpass"
+        transport.run(
+            ["find", directory, "-maxdepth", "1", "-name", leftovers, "-type", "f", "-delete"]
+        )
+        fields = (self.pg_host, str(self.pg_port), self.database, self.user, self.password)
+        line = ":".join(_pgpass_escape(f) for f in fields) + "\n"
         transport.write_file(self.passfile_path, line.encode(), mode=0o600)
         try:
             transport.run(
                 [
+                    # umask first: the dump is private from its first byte.
+                    "sh",
+                    "-c",
+                    'umask 077 && exec "$@"',
+                    "sh",
                     "env",
                     f"PGPASSFILE={self.passfile_path}",
                     "pg_dump",
@@ -79,9 +91,12 @@ class DatabaseDump:
                 timeout=1800,
                 secrets=[self.password],
             )
-            transport.run(["chmod", "600", self.dump_path])
         finally:
             transport.remove_file(self.passfile_path)
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
 @dataclass(frozen=True)
@@ -138,7 +153,7 @@ class VhostAbsent:
         return _delete(self.key, f"vhost {self.path} and reload nginx", "present")
 
     def apply(self, session: HostSession, step: Step) -> None:
-        with session.lock(NGINX_LOCK):
+        with session.lock(NGINX_LOCK, wait_seconds=NGINX_LOCK_WAIT_SECONDS):
             self._remove(session)
 
     def _remove(self, session: HostSession) -> None:

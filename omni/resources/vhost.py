@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from omni import probe
 from omni.engine.step import Step, Verb, noop
 from omni.errors import StepFailed
-from omni.nginx import NGINX_LOCK, InstallOptions, install_config
+from omni.nginx import NGINX_LOCK, NGINX_LOCK_WAIT_SECONDS, InstallOptions, install_config
 from omni.render import LIVE_CHECK_PATH, render_vhost, vhost_digest
 from omni.resources.files import unified_diff
 
@@ -123,7 +123,7 @@ class VhostResource:
             )
         # One nginx change at a time per host: another tenant's half-installed file would
         # fail this run's `nginx -t`, and reloads must not interleave.
-        with session.lock(NGINX_LOCK):
+        with session.lock(NGINX_LOCK, wait_seconds=NGINX_LOCK_WAIT_SECONDS):
             install_config(
                 transport,
                 self.spec.host.nginx,

@@ -1,16 +1,32 @@
-"""Per-host port allocation for tenants' app and Redis containers."""
+"""Per-host port allocation for tenants' app and Redis containers.
+
+The host keeps the truth in ``<state_dir>/ports.json`` (slug -> ports), changed only under
+the host-wide ``ports`` lock. So a tenant keeps its ports even if its inventory file lost
+them, and two runs with different inventories (or at the same time) never hand out the
+same port. Inventory files record the ports too, for people and for ``inventory check``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from omni.errors import InvalidInput
+from omni.errors import InvalidInput, StepFailed
 from omni.inventory.loader import Inventory
-from omni.inventory.models import PortRange, Tenant
+from omni.inventory.models import Host, PortRange, Tenant
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
+
+PORTS_LOCK = "ports"
+LOCK_WAIT_SECONDS = 60.0
+
+Registry = dict[str, dict[str, int]]
+
+
+def registry_path(host: Host) -> str:
+    return f"{host.state_dir}/ports.json"
 
 
 def listening_ports(ss_output: str) -> set[int]:
@@ -30,22 +46,93 @@ def first_free(port_range: PortRange, taken: Iterable[int]) -> int | None:
     return next((p for p in range(port_range.start, port_range.end + 1) if p not in used), None)
 
 
-def allocate_ports(session: HostSession, inventory: Inventory, tenant: Tenant) -> tuple[int, int]:
-    """The tenant's (app_port, redis_port): kept if already allocated, else the lowest free
-    in the host's ranges, skipping other tenants' ports and anything listening on the host."""
-    if tenant.app_port is not None and tenant.redis_port is not None:
-        return tenant.app_port, tenant.redis_port
-    host = inventory.host(tenant.host)
-    taken: set[int] = set()
-    for other in inventory.tenants.values():
+def parse_registry(raw: bytes | None) -> Registry:
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+        return {
+            str(slug): {"app_port": int(p["app_port"]), "redis_port": int(p["redis_port"])}
+            for slug, p in data.items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise StepFailed("the host's ports.json is not valid; fix or remove it") from None
+
+
+def choose_ports(
+    tenant: Tenant,
+    host: Host,
+    registry: Mapping[str, Mapping[str, int]],
+    inventory_tenants: Iterable[Tenant],
+    listening: set[int],
+) -> tuple[int, int]:
+    """The tenant's (app_port, redis_port). Pure.
+
+    Kept if the tenant already has ports (its file, else the host's registry); else the
+    lowest free in the host's ranges, skipping every other tenant's ports (registry and
+    inventory) and anything listening on the host. Raises ``InvalidInput`` on a clash or a
+    full range.
+    """
+    others: dict[int, str] = {}
+    for slug, ports in registry.items():
+        if slug != tenant.slug:
+            others.update({port: slug for port in ports.values()})
+    for other in inventory_tenants:
         if other.slug != tenant.slug and other.host == tenant.host:
-            taken.update(p for p in (other.app_port, other.redis_port) if p is not None)
-    taken |= listening_ports(session.transport.run(["ss", "-Htln"]).text())
-    app_port = tenant.app_port or first_free(host.app_ports, taken)
-    redis_port = tenant.redis_port or first_free(host.redis_ports, taken)
+            others.update({p: other.slug for p in (other.app_port, other.redis_port) if p})
+    known = registry.get(tenant.slug, {})
+    app_port = tenant.app_port or known.get("app_port")
+    redis_port = tenant.redis_port or known.get("redis_port")
+    for field, port in (("app_port", app_port), ("redis_port", redis_port)):
+        if port is not None and port in others:
+            raise InvalidInput(
+                f"{field}: port {port} on host {host.name} belongs to tenant {others[port]!r}",
+                field=field,
+            )
+    taken = set(others) | (listening - {p for p in (app_port, redis_port) if p})
+    app_port = app_port or first_free(host.app_ports, taken)
+    redis_port = redis_port or first_free(host.redis_ports, taken)
     if app_port is None or redis_port is None:
         kind = "app_ports" if app_port is None else "redis_ports"
         raise InvalidInput(
             f"host {host.name}: {kind} range is full; widen it in hosts.yaml", field=kind
         )
     return app_port, redis_port
+
+
+def allocate_ports(
+    session: HostSession, inventory: Inventory, tenant: Tenant, *, reserve: bool
+) -> tuple[int, int]:
+    """Choose the tenant's ports; with ``reserve`` also record them in the host's registry
+    (under the host-wide ports lock). A dry run passes ``reserve=False``: reads only."""
+    host = inventory.host(tenant.host)
+    path = registry_path(host)
+
+    def choose() -> tuple[Registry, tuple[int, int]]:
+        registry = parse_registry(session.transport.read_file(path))
+        listening = listening_ports(session.transport.run(["ss", "-Htln"]).text())
+        return registry, choose_ports(tenant, host, registry, inventory.tenants.values(), listening)
+
+    if not reserve:
+        return choose()[1]
+    with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
+        registry, (app_port, redis_port) = choose()
+        wanted = {"app_port": app_port, "redis_port": redis_port}
+        if registry.get(tenant.slug) != wanted:
+            registry[tenant.slug] = wanted
+            session.transport.run(["mkdir", "-p", "-m", "700", host.state_dir])
+            session.transport.write_file(
+                path, json.dumps(registry, indent=2, sort_keys=True).encode() + b"\n", mode=0o600
+            )
+        return app_port, redis_port
+
+
+def release_ports(session: HostSession, host: Host, slug: str) -> None:
+    """Forget the tenant's ports in the host's registry (after a destroy)."""
+    path = registry_path(host)
+    with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
+        registry = parse_registry(session.transport.read_file(path))
+        if registry.pop(slug, None) is not None:
+            session.transport.write_file(
+                path, json.dumps(registry, indent=2, sort_keys=True).encode() + b"\n", mode=0o600
+            )

@@ -75,15 +75,17 @@ class TenantSpec:
 
     @property
     def cert_dir(self) -> str:
+        """Holds versioned certificate directories and the ``live`` link to the current one
+        (see ``omni.acme.store``)."""
         return f"{self.host.nginx.certs_dir}/{self.slug}"
 
     @property
     def fullchain_path(self) -> str:
-        return f"{self.cert_dir}/fullchain.pem"
+        return f"{self.cert_dir}/live/fullchain.pem"
 
     @property
     def privkey_path(self) -> str:
-        return f"{self.cert_dir}/privkey.pem"
+        return f"{self.cert_dir}/live/privkey.pem"
 
     @property
     def primary_domain(self) -> str:

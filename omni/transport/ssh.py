@@ -6,6 +6,9 @@ known_hosts files are never read, agent and ``~/.ssh`` keys never tried. Key neg
 restricted to the pinned key types, so the server cannot steer us to an unpinned type. Any
 other key is refused before authentication, so nothing runs on an untrusted server.
 
+Errors: nothing paramiko raises leaves this module raw. A lost connection becomes
+``HostUnreachable``; any other failure ``StepFailed``; both name the host and the operation.
+
 Deadlines: closing an SSH channel does not kill the remote process (sshd sends no signal to
 a command without a pty), so every command runs under the remote ``timeout -k 5 T``, which
 kills its whole process group at the deadline. A local deadline (T + grace) backs it up in
@@ -26,13 +29,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from omni.errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, StepFailed
+from omni.errors import (
+    AuthenticationFailed,
+    HostKeyMismatch,
+    HostUnreachable,
+    OmniError,
+    StepFailed,
+)
 from omni.transport._common import (
     TIMEOUT_EXIT_STATUSES,
     command_failed,
     command_timeout,
+    describe_argv,
 )
 from omni.transport.base import CommandResult
 
@@ -40,6 +50,8 @@ if TYPE_CHECKING:
     import paramiko
 
     from omni.inventory.models import Host
+
+_T = TypeVar("_T")
 
 # Seconds between the remote SIGTERM and SIGKILL, and extra slack for the local deadline.
 _KILL_AFTER = 5
@@ -141,7 +153,7 @@ class SSHTransport:
     def _connect(host: Host, connect_timeout: float) -> paramiko.SSHClient:
         import paramiko
 
-        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        _quiet_paramiko()
         pins = parse_pins(host)
         client = paramiko.SSHClient()
         # No load_system_host_keys(): the inventory is the only source of trust.
@@ -152,7 +164,9 @@ class SSHTransport:
         client.set_missing_host_key_policy(_RejectUnpinned.make(host.name))
         where = f"host {host.name} ({host.user}@{host.address}:{host.port})"
         if host.identity is None:
-            raise AuthenticationFailed(f"{where}: no identity (private key file) configured")
+            raise AuthenticationFailed(
+                f"{where}: no identity (private key file) configured", host=host.name
+            )
         try:
             pkey = paramiko.PKey.from_path(os.path.expanduser(host.identity))
         except (OSError, paramiko.SSHException, ValueError) as exc:
@@ -196,7 +210,9 @@ class SSHTransport:
         except paramiko.ssh_exception.IncompatiblePeer as exc:
             client.close()
             if "host key" not in str(exc):
-                raise HostUnreachable(f"{where}: SSH negotiation failed: {exc}") from None
+                raise HostUnreachable(
+                    f"{where}: SSH negotiation failed: {exc}", host=host.name
+                ) from None
             probed = _probe_host_key(host, connect_timeout)
             detail = f"{probed.get_name()} {fingerprint(probed)}" if probed else "a key"
             raise HostKeyMismatch(
@@ -224,9 +240,24 @@ class SSHTransport:
     def close(self) -> None:
         """Close SFTP and the connection; idempotent."""
         if self._sftp is not None:
-            self._sftp.close()
+            with contextlib.suppress(Exception):
+                self._sftp.close()
             self._sftp = None
         self._client.close()
+
+    def _connection_lost(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is None or not transport.is_active()
+
+    def _error(self, operation: str, exc: BaseException) -> HostUnreachable | StepFailed:
+        """The omni error for ``exc`` raised by paramiko during ``operation``."""
+        reason = " ".join((str(exc) or type(exc).__name__).split())[:300]
+        if self._connection_lost():
+            return HostUnreachable(
+                f"host {self.host}: SSH connection lost during {operation}: {reason}",
+                host=self.host,
+            )
+        return StepFailed(f"host {self.host}: {operation} failed: {reason}", host=self.host)
 
     # -- commands -----------------------------------------------------------------------
 
@@ -247,10 +278,17 @@ class SSHTransport:
         channel = self._open_session()
         started = time.monotonic()
         try:
-            channel.exec_command(command)
+            self._exec(channel, command, argv, secrets)
             stdout, stderr, status = _communicate(channel, stdin, timeout + _LOCAL_GRACE)
         finally:
             channel.close()
+        # paramiko's status stays -1 when the channel closed without one.
+        if (status is None or status < 0) and self._connection_lost():
+            raise HostUnreachable(
+                f"host {self.host}: SSH connection lost while running "
+                f"`{describe_argv(argv, secrets)}`",
+                host=self.host,
+            )
         # 124/137 are also what a command killed by SIGKILL (137) or exiting 124 itself
         # returns; only count them as our deadline when the deadline had in fact passed.
         overran = time.monotonic() - started >= timeout
@@ -266,10 +304,21 @@ class SSHTransport:
 
         try:
             return self._transport.open_session(timeout=10.0)
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostUnreachable(
                 f"host {self.host}: cannot open an SSH channel: {exc}", host=self.host
             ) from None
+
+    def _exec(
+        self, channel: paramiko.Channel, command: str, argv: Sequence[str], secrets: Sequence[str]
+    ) -> None:
+        import paramiko
+
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise self._error(f"starting `{describe_argv(argv, secrets)}`", exc) from None
 
     # -- files --------------------------------------------------------------------------
 
@@ -279,10 +328,28 @@ class SSHTransport:
                 self._sftp = self._client.open_sftp()
             return self._sftp
 
+    def _sftp_call(self, operation: str, call: Callable[[], _T]) -> _T:
+        """Run an SFTP ``call``; what it raises past its own handling becomes an omni error.
+
+        The calls handle the file errors they expect (``OSError`` with an SFTP status);
+        anything else (a dropped connection, a protocol error) lands here, and the SFTP
+        client is dropped so the next call opens a fresh one.
+        """
+        with self._sftp_lock:
+            try:
+                return call()
+            except OmniError:
+                raise
+            except Exception as exc:
+                sftp, self._sftp = self._sftp, None
+                if sftp is not None:
+                    with contextlib.suppress(Exception):
+                        sftp.close()
+                raise self._error(operation, exc) from None
+
     def read_file(self, path: str) -> bytes | None:
         """The file's bytes, or ``None`` when it does not exist."""
-        with self._sftp_lock:
-            return self._read_file(path)
+        return self._sftp_call(f"reading {path}", lambda: self._read_file(path))
 
     def _read_file(self, path: str) -> bytes | None:
         sftp = self._sftp_client()
@@ -292,14 +359,19 @@ class SSHTransport:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StepFailed(
-                f"host {self.host}: cannot read {path}: {exc.strerror or exc}"
-            ) from None
+            self._raise_file_error(f"cannot read {path}", exc)
+
+    def _raise_file_error(self, what: str, exc: OSError) -> NoReturn:
+        """A file error from the server, unless the connection itself went away."""
+        if self._connection_lost():
+            raise self._error(what.replace("cannot ", "", 1), exc) from None
+        raise StepFailed(
+            f"host {self.host}: {what}: {exc.strerror or exc}", host=self.host
+        ) from None
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace ``path``: temp file in the same dir, chmod, write, rename."""
-        with self._sftp_lock:
-            self._write_file(path, data, mode)
+        self._sftp_call(f"writing {path}", lambda: self._write_file(path, data, mode))
 
     def _write_file(self, path: str, data: bytes, mode: int) -> None:
         sftp = self._sftp_client()
@@ -312,16 +384,13 @@ class SSHTransport:
                 handle.write(data)
             sftp.posix_rename(tmp, path)
         except OSError as exc:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):
                 sftp.remove(tmp)
-            raise StepFailed(
-                f"host {self.host}: cannot write {path}: {exc.strerror or exc}"
-            ) from None
+            self._raise_file_error(f"cannot write {path}", exc)
 
     def remove_file(self, path: str) -> None:
         """Remove ``path``; absent is fine."""
-        with self._sftp_lock:
-            self._remove_file(path)
+        self._sftp_call(f"removing {path}", lambda: self._remove_file(path))
 
     def _remove_file(self, path: str) -> None:
         sftp = self._sftp_client()
@@ -330,9 +399,7 @@ class SSHTransport:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StepFailed(
-                f"host {self.host}: cannot remove {path}: {exc.strerror or exc}"
-            ) from None
+            self._raise_file_error(f"cannot remove {path}", exc)
 
     # -- streams ------------------------------------------------------------------------
 
@@ -344,17 +411,25 @@ class SSHTransport:
             return self._transport.open_channel(
                 "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
             )
-        except (paramiko.SSHException, OSError) as exc:
-            raise StepFailed(
-                f"host {self.host}: cannot open a tunnel to {host}:{port}: {exc}",
-                host=self.host,
-            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._error(f"opening a tunnel to {host}:{port}", exc) from None
 
     def open_process(self, argv: Sequence[str]) -> paramiko.Channel:
         """An exec channel running ``argv``; its stdin/stdout are the stream."""
         channel = self._open_session()
-        channel.exec_command(shlex.join(argv))
+        self._exec(channel, shlex.join(argv), argv, ())
         return channel
+
+
+def _quiet_paramiko() -> None:
+    """Silence paramiko's own tracebacks (we report its errors ourselves), unless verbose.
+
+    Left alone when the root logger is at DEBUG (``-vv``/``OMNI_DEBUG``) or when someone
+    already set paramiko's level explicitly.
+    """
+    logger = logging.getLogger("paramiko")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG and logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL)
 
 
 def _probe_host_key(host: Host, timeout: float) -> paramiko.PKey | None:
@@ -383,23 +458,24 @@ def _communicate(
     Threads, because paramiko stops adjusting the window of a stream nobody reads: a
     command writing megabytes to stderr while we wait on stdout would stall forever.
     """
+    import paramiko
+
     out: list[bytes] = []
     err: list[bytes] = []
+    # A lost connection ends the streams; the caller reports it from the missing status.
+    expected = (OSError, EOFError, paramiko.SSHException)
 
     def pump(read: Callable[[int], bytes], sink: list[bytes]) -> None:
-        try:
+        with contextlib.suppress(*expected):
             while chunk := read(65536):
                 sink.append(chunk)
-        except (OSError, EOFError):
-            pass
 
     def feed() -> None:
-        try:
+        # The command may stop reading stdin early: not an error of ours.
+        with contextlib.suppress(*expected):
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-        except (OSError, EOFError):
-            pass
 
     threads = [
         threading.Thread(target=pump, args=(channel.recv, out), daemon=True),

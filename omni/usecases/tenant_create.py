@@ -8,11 +8,13 @@ runs the health gate. Re-running after any failure finishes the job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,11 +22,13 @@ from omni import validation
 from omni.engine.engine import (
     ApplyFailed,
     NullProgress,
+    Plan,
     Progress,
     apply_plan,
     plan_resources,
     verify,
 )
+from omni.engine.step import redacted
 from omni.errors import HealthGateFailed, InvalidInput, OmniError, StepFailed
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
@@ -36,6 +40,10 @@ from omni.tenant.resources import tenant_resources
 from omni.tenant.secrets_store import load_or_generate_secrets
 from omni.tenant.spec import TenantSpec
 from omni.usecases.sessions import SessionOpener, open_host_session
+
+if TYPE_CHECKING:
+    from omni.engine.resource import Resource
+    from omni.hosts.session import HostSession
 
 COMMAND = "tenant create"
 
@@ -172,7 +180,9 @@ def create_tenant(
         lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
         with lock:
             secrets = load_or_generate_secrets(session, host, tenant.slug)
-            app_port, redis_port = allocate_ports(session, inventory, tenant)
+            app_port, redis_port = allocate_ports(
+                session, inventory, tenant, reserve=not request.dry_run
+            )
             tenant = tenant.model_copy(update={"app_port": app_port, "redis_port": redis_port})
             spec = TenantSpec(tenant, host, secrets, app_port, redis_port, now=clock())
             redact = spec.redactor().text
@@ -188,35 +198,59 @@ def create_tenant(
                 "plan_fingerprint": plan.fingerprint(),
                 "dry_run": request.dry_run,
             }
-            if request.dry_run:
-                return Result.success(COMMAND, data=data, steps=plan.steps)
             if request.expect_plan and request.expect_plan != plan.fingerprint():
                 raise InvalidInput(
                     f"--expect-plan: the plan changed since it was reviewed "
                     f"(expected {request.expect_plan}, now {plan.fingerprint()}); review it again",
                     field="expect_plan",
                 )
+            if request.dry_run:
+                return _redacted(Result.success(COMMAND, data=data, steps=plan.steps), redact)
             if is_new or inventory.tenants[tenant.slug] != tenant:
                 data["inventory_file"] = str(save_tenant(inventory.path, tenant))
-            try:
-                outcomes = apply_plan(session, plan, progress, redact)
-            except ApplyFailed as exc:
-                return _failed(exc, plan.steps, data)
-            drift = verify(session, resources)
-            if drift:
-                raise StepFailed(
-                    "converge left drift (a bug in omni): "
-                    + "; ".join(f"{s.resource}: {s.summary}" for s in drift),
-                    step="verify",
-                )
-            changed = any(o.status == "applied" for o in outcomes)
-            try:
-                data["health"] = health_gate(spec, progress)
-            except HealthGateFailed as exc:
-                return Result.failure(COMMAND, [exc], data=data, steps=plan.steps, changed=changed)
-            return Result.success(COMMAND, data=data, steps=plan.steps, changed=changed)
+            return _redacted(_apply(session, plan, resources, spec, data, progress), redact)
     finally:
         session.close()
+
+
+def _apply(
+    session: HostSession,
+    plan: Plan,
+    resources: Sequence[Resource[Any]],
+    spec: TenantSpec,
+    data: dict[str, Any],
+    progress: Progress,
+) -> Result:
+    """Apply, verify (only if something changed), then the health gate."""
+    try:
+        outcomes = apply_plan(session, plan, progress, spec.redactor().text)
+    except ApplyFailed as exc:
+        return _failed(exc, plan.steps, data)
+    changed = any(o.status == "applied" for o in outcomes)
+    if changed:
+        drift = verify(session, resources)
+        if drift:
+            raise StepFailed(
+                "converge left drift (a bug in omni): "
+                + "; ".join(f"{s.resource}: {s.summary}" for s in drift),
+                step="verify",
+            )
+    try:
+        data["health"] = health_gate(spec, progress)
+    except HealthGateFailed as exc:
+        return Result.failure(COMMAND, [exc], data=data, steps=plan.steps, changed=changed)
+    return Result.success(COMMAND, data=data, steps=plan.steps, changed=changed)
+
+
+def _redacted(result: Result, redact: Callable[[str], str]) -> Result:
+    """The result with every known secret value masked (a last line of defence)."""
+    errors = tuple(
+        {k: redact(v) if isinstance(v, str) else v for k, v in error.items()}
+        for error in result.errors
+    )
+    return dataclasses.replace(
+        result, steps=tuple(redacted(s, redact) for s in result.steps), errors=errors
+    )
 
 
 def _failed(exc: ApplyFailed, steps: Sequence[object], data: dict[str, object]) -> Result:

@@ -27,6 +27,7 @@ from omni.resources.removal import (
     RoleAbsent,
     VhostAbsent,
 )
+from omni.tenant.ports import release_ports
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.spec import TenantSpec
 from omni.usecases.sessions import SessionOpener, open_host_session
@@ -131,6 +132,7 @@ def destroy_tenant(
                 if s.resource == "postgres.dump" and s.changing
             ]
             data["dump"] = dumps[0] if dumps else None
+            release_ports(session, host, tenant.slug)
             inventory.tenant_file(tenant.slug).unlink(missing_ok=True)
             return Result.success(COMMAND, data=data, steps=plan.steps)
     finally:
