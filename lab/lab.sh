@@ -592,6 +592,11 @@ cmd_down() {
     stop_pid "sshd $h" "$RUN/$h/sshd.pid" sshd 10
   done
   if [[ "$purge" == --purge ]]; then
+    # A stopped dockerd leaves its netns/default nsfs mount in the exec-root: ours to drop.
+    local m
+    while read -r m; do
+      [[ -n "$m" ]] && { umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
+    done < <(findmnt -rn -o TARGET | grep -E "^$RUN/[^/]+/exec/netns/" || true)
     if findmnt -rn -o TARGET | grep -qE "^($LAB|$RUN)/"; then
       fail down "mounts remain under $LAB or $RUN; not purging"
     fi

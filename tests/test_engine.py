@@ -67,3 +67,13 @@ def test_unexpected_exception_becomes_one_redacted_line_and_stops(error: Excepti
     assert len(first.applied) == 1
     assert after.applied == []
     assert [o.status for o in caught.value.outcomes] == ["applied", "failed"]
+
+
+def test_fingerprint_covers_what_was_reviewed_not_apply_detail() -> None:
+    from omni.engine.step import fingerprint
+
+    a = Step("medusa.app", Verb.CREATE, "create container", detail={"config_hash": "1"})
+    b = Step("medusa.app", Verb.CREATE, "create container", detail={"config_hash": "2"})
+    c = Step("medusa.app", Verb.REPLACE, "create container", detail={"config_hash": "1"})
+    assert fingerprint([a]) == fingerprint([b])
+    assert fingerprint([a]) != fingerprint([c])

@@ -361,3 +361,19 @@ def test_two_creates_on_one_host_at_once_both_converge_on_distinct_ports(
     assert len({p for pair in ports for p in pair}) == 4, ports
     for slug in slugs:
         assert _health(dev_host, _domain(slug, dev_host)) == 200
+
+
+def test_reviewed_plan_of_a_new_tenant_applies_with_expect_plan(
+    inventory: Path, netcup_host: Host
+) -> None:
+    slug = tl.unique_slug("plan")
+    first = _create(inventory, slug, netcup_host, "--dry-run")
+    second = _create(inventory, slug, netcup_host, "--dry-run")
+    fingerprint = first.envelope()["data"]["plan_fingerprint"]
+    assert second.envelope()["data"]["plan_fingerprint"] == fingerprint
+    refused = _create(inventory, slug, netcup_host, "--expect-plan", "0" * 16)
+    assert refused.code == 2
+    assert "--expect-plan: the plan changed" in refused.stderr
+    applied = _create(inventory, slug, netcup_host, "--expect-plan", fingerprint)
+    assert applied.code == 0, applied.stderr
+    assert applied.envelope()["changed"] is True

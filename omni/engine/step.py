@@ -59,8 +59,14 @@ def noop(resource: str, summary: str) -> Step:
 
 
 def fingerprint(steps: Sequence[Step]) -> str:
-    """A stable digest of a plan, for ``--expect-plan`` (refuse a plan that drifted)."""
-    payload = json.dumps([s.to_dict() for s in steps], sort_keys=True, default=str)
+    """A stable digest of a plan, for ``--expect-plan`` (refuse a plan that drifted).
+
+    Covers what a reviewer saw (resource, verb, summary, changes, diff), not ``detail``:
+    that is apply-time data which may derive from values generated afresh on every run
+    (a new tenant's secrets), so two plans of the same change agree.
+    """
+    reviewed = [{k: v for k, v in s.to_dict().items() if k != "detail"} for s in steps]
+    payload = json.dumps(reviewed, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
