@@ -120,6 +120,17 @@ def test_write_file_is_atomic_with_mode_and_leaves_no_temp(target: Target) -> No
     assert listing == ["app.env"]
 
 
+def test_stat_reports_mode_and_owner_like_the_server_does(target: Target) -> None:
+    path = f"{target.scratch}/stat-me"
+    assert target.transport.stat(path) is None
+    target.transport.write_file(path, b"x", mode=0o640)
+    target.transport.run(["chown", "123:456", path])
+    found = target.transport.stat(path)
+    assert found is not None
+    assert (found.mode, found.uid, found.gid) == (0o640, 123, 456)
+    assert target.transport.run(["stat", "-c", "%a %u:%g", path]).text().strip() == "640 123:456"
+
+
 def test_write_into_missing_directory_fails_and_leaves_nothing(target: Target) -> None:
     with pytest.raises(Exception, match="cannot write"):
         target.transport.write_file(f"{target.scratch}/missing/x", b"data")

@@ -54,11 +54,10 @@ class ManagedFile:
 
     def observe(self, session: HostSession) -> FileState:
         content = session.transport.read_file(self.path)
-        if content is None:
+        found = None if content is None else session.transport.stat(self.path)
+        if content is None or found is None:
             return FileState(None)
-        stat = session.transport.run(["stat", "-c", "%a %u:%g", self.path], check=False).text()
-        mode, _, owner = stat.strip().partition(" ")
-        return FileState(content, mode or None, owner or None)
+        return FileState(content, f"{found.mode:o}", f"{found.uid}:{found.gid}")
 
     def plan(self, state: FileState) -> list[Step]:
         if state.content != self.content:

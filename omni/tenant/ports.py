@@ -110,7 +110,14 @@ def allocate_ports(
 
     def choose() -> tuple[Registry, tuple[int, int]]:
         registry = parse_registry(session.transport.read_file(path))
-        listening = listening_ports(session.transport.run(["ss", "-Htln"]).text())
+        known = registry.get(tenant.slug, {})
+        settled = (tenant.app_port or known.get("app_port")) and (
+            tenant.redis_port or known.get("redis_port")
+        )
+        # Only a new allocation needs to know what else listens on the host.
+        listening = (
+            set() if settled else listening_ports(session.transport.run(["ss", "-Htln"]).text())
+        )
         return registry, choose_ports(tenant, host, registry, inventory.tenants.values(), listening)
 
     if not reserve:

@@ -28,6 +28,13 @@ class CommandResult:
         return self.stdout.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class FileStat:
+    mode: int  # permission bits only, e.g. 0o600
+    uid: int
+    gid: int
+
+
 @runtime_checkable
 class Stream(Protocol):
     """A bidirectional byte stream (an SSH channel or a socket)."""
@@ -66,6 +73,10 @@ class Transport(Protocol):
     ) -> CommandResult: ...
 
     def read_file(self, path: str) -> bytes | None: ...
+
+    def stat(self, path: str) -> FileStat | None:
+        """Mode and owner of ``path`` (following symlinks), or ``None`` when absent."""
+        ...
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None: ...
 

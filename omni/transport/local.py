@@ -7,12 +7,13 @@ import os
 import secrets as _secrets
 import signal
 import socket
+import stat as stat_module
 import subprocess
 from collections.abc import Sequence
 
 from omni.errors import StepFailed
 from omni.transport._common import command_failed, command_timeout
-from omni.transport.base import CommandResult
+from omni.transport.base import CommandResult, FileStat
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -121,6 +122,15 @@ class LocalTransport:
             return None
         except OSError as exc:
             raise StepFailed(f"host {self.host}: cannot read {path}: {exc.strerror}") from None
+
+    def stat(self, path: str) -> FileStat | None:
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StepFailed(f"host {self.host}: cannot stat {path}: {exc.strerror}") from None
+        return FileStat(mode=stat_module.S_IMODE(found.st_mode), uid=found.st_uid, gid=found.st_gid)
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomic: temp file (created with ``mode``) in the same directory, then rename."""

@@ -26,6 +26,7 @@ import posixpath
 import secrets as _secrets
 import shlex
 import socket
+import stat as stat_module
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ from omni.transport._common import (
     command_timeout,
     describe_argv,
 )
-from omni.transport.base import CommandResult
+from omni.transport.base import CommandResult, FileStat
 
 if TYPE_CHECKING:
     import paramiko
@@ -360,6 +361,24 @@ class SSHTransport:
             return None
         except OSError as exc:
             self._raise_file_error(f"cannot read {path}", exc)
+
+    def stat(self, path: str) -> FileStat | None:
+        """Mode and owner of ``path`` over SFTP (no process started), or ``None``."""
+        return self._sftp_call(f"stat {path}", lambda: self._stat(path))
+
+    def _stat(self, path: str) -> FileStat | None:
+        sftp = self._sftp_client()
+        try:
+            found = sftp.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._raise_file_error(f"cannot stat {path}", exc)
+        return FileStat(
+            mode=stat_module.S_IMODE(found.st_mode or 0),
+            uid=found.st_uid or 0,
+            gid=found.st_gid or 0,
+        )
 
     def _raise_file_error(self, what: str, exc: OSError) -> NoReturn:
         """A file error from the server, unless the connection itself went away."""
