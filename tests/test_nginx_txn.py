@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -144,7 +147,23 @@ http {{
         yield PrivateNginx(host, session, conf)
     finally:
         session.close()
-        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False, timeout=30)
+        _stop(conf, root / "nginx.pid")
+
+
+def _stop(conf: Path, pidfile: Path) -> None:
+    """Stop the private nginx for sure: ``-s stop`` can race a reload still in flight."""
+    pid = int(pidfile.read_text()) if pidfile.exists() else None
+    subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False, timeout=30)
+    if pid is None:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        threading.Event().wait(0.05)
+    os.kill(pid, signal.SIGKILL)
 
 
 def _install(nginx: PrivateNginx, resource: VhostResource) -> None:
