@@ -11,6 +11,7 @@ from datetime import datetime
 from omni.inventory.models import Host, Tenant
 from omni.redact import Redactor
 from omni.tenant.secrets import TenantSecrets
+from omni.tenant.secrets_store import secrets_path
 
 # Postgres truncates identifiers at 63 bytes; slugs are at most 40 chars, so this fits.
 _DB_PREFIX = "tenant_"
@@ -43,7 +44,7 @@ class TenantSpec:
 
     @property
     def secrets_path(self) -> str:
-        return f"{self.state_dir}/secrets.json"
+        return secrets_path(self.host, self.slug)
 
     @property
     def env_path(self) -> str:

@@ -29,7 +29,7 @@ from omni.engine.engine import (
     verify,
 )
 from omni.engine.step import redacted
-from omni.errors import HealthGateFailed, InvalidInput, OmniError, StepFailed
+from omni.errors import HealthGateFailed, InvalidInput, StepFailed
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
 from omni.inventory.models import Tenant
@@ -39,6 +39,7 @@ from omni.tenant.ports import allocate_ports
 from omni.tenant.resources import tenant_resources
 from omni.tenant.secrets_store import load_or_generate_secrets
 from omni.tenant.spec import TenantSpec
+from omni.usecases.outcomes import apply_failure
 from omni.usecases.sessions import SessionOpener, open_host_session
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def _apply(
     try:
         outcomes = apply_plan(session, plan, progress, spec.redactor().text)
     except ApplyFailed as exc:
-        return _failed(exc, plan.steps, data)
+        return apply_failure(COMMAND, exc, data)
     changed = any(o.status == "applied" for o in outcomes)
     if changed:
         drift = verify(session, resources)
@@ -251,13 +252,3 @@ def _redacted(result: Result, redact: Callable[[str], str]) -> Result:
     return dataclasses.replace(
         result, steps=tuple(redacted(s, redact) for s in result.steps), errors=errors
     )
-
-
-def _failed(exc: ApplyFailed, steps: Sequence[object], data: dict[str, object]) -> Result:
-    applied = any(o.status == "applied" for o in exc.outcomes)
-    return Result.failure(
-        COMMAND, [exc], data=data, steps=[o.step for o in exc.outcomes], changed=applied
-    )
-
-
-__all__ = ["COMMAND", "CreateRequest", "OmniError", "create_tenant", "resolve_tenant"]

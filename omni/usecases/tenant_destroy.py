@@ -30,6 +30,7 @@ from omni.resources.removal import (
 from omni.tenant.ports import release_ports
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.spec import TenantSpec
+from omni.usecases.outcomes import apply_failure
 from omni.usecases.sessions import SessionOpener, open_host_session
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def destroy_tenant(
                     lambda text: text.replace(admin_password, "********"),
                 )
             except ApplyFailed as exc:
-                return Result.failure(COMMAND, [exc], data=data, steps=plan.steps, changed=True)
+                return apply_failure(COMMAND, exc, data)
             dumps = [
                 s.changes[0].after
                 for s in plan.steps
