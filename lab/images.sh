@@ -6,7 +6,13 @@
 #   omni-lab/redis:7         ENTRYPOINT redis-server; flags are the command (--bind --port ...)
 #   omni-lab/medusa:shared   real Medusa 2.x app (built .medusa/server + prod node_modules) + node
 #   omni-lab/medusa:v1|v2    thin layers over :shared; GET /lab/release -> {"release": "v1"|"v2"}
+#   omni-lab/medusa:v3       thin layer; like v2, but loads the custom module lab_note: its
+#                            `medusa db:migrate` creates the table lab_note (v1/v2 never do)
 #   omni-lab/medusa:broken   thin layer; migrates and starts, but GET /health answers 503
+#   omni-lab/medusa:migrate-fails  thin layer; `medusa db:migrate` creates the table lab_half,
+#                            then fails (exit 1, nothing recorded as applied); `medusa start` works
+# All medusa tags share one app build: medusa-config.ts picks the release's custom module from
+# /etc/omni-lab-release (the thin layer), so each release layer is a few bytes.
 # Every image carries the label omni.lab.key=<content key>: the sha256 of everything that goes
 # in (this script, lab/images/, the app sources and lock, the mirror URL, the node binary).
 #
@@ -24,7 +30,8 @@ SOURCES_FILE="${OMNI_LAB_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}"
 NODE_BIN="/usr/bin/node"
 KEY_LABEL="omni.lab.key"
 IMAGES=(omni-lab/base:bookworm omni-lab/redis:7 omni-lab/medusa:shared
-        omni-lab/medusa:v1 omni-lab/medusa:v2 omni-lab/medusa:broken)
+        omni-lab/medusa:v1 omni-lab/medusa:v2 omni-lab/medusa:v3 omni-lab/medusa:broken
+        omni-lab/medusa:migrate-fails)
 APP_FILES=(package.json package-lock.json medusa-config.ts tsconfig.json)
 # What goes into the images from lab/images/ (smoke.sh there is a test, not an input).
 IMG_SUBDIRS=(redis medusa medusa-release)
@@ -221,6 +228,7 @@ fi
 # ---------------------------------------------------------------- cold path: build
 stage_base() {
     local root="$WORK/rootfs"
+    # shellcheck disable=SC2317  # reached through `retry 3 bootstrap`
     bootstrap() {
         safe_rm "$root"
         debootstrap --variant=minbase --include=redis-server,ca-certificates \
@@ -272,7 +280,7 @@ stage_redis() { dbuild -t omni-lab/redis:7 "$IMG_DIR/redis"; }
 stage_medusa_shared() { dbuild -t omni-lab/medusa:shared "$WORK/ctx-medusa"; rm -rf "$WORK/ctx-medusa"; }
 stage_medusa_releases() {
     local spec rel ver
-    for spec in v1:1.0.0 v2:2.0.0 broken:0.0.0-broken; do
+    for spec in v1:1.0.0 v2:2.0.0 v3:3.0.0 broken:0.0.0-broken migrate-fails:0.0.0-migrate-fails; do
         rel=${spec%%:*}; ver=${spec#*:}
         dbuild -t "omni-lab/medusa:$rel" --build-arg "RELEASE=$rel" --build-arg "VERSION=$ver" \
             "$IMG_DIR/medusa-release"

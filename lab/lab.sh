@@ -22,12 +22,14 @@ RUN="/run/omni-lab/$HASH"
 LIB="$ROOT/lab/lib"
 HOSTS=(dev netcup)
 declare -A ADDR=([dev]=127.0.0.2 [netcup]=127.0.0.3)
+# Offsite backups: each host's restic repository lives on the other host (see backups_up).
+declare -A PEER=([dev]=netcup [netcup]=dev)
 PGBIN=/usr/lib/postgresql/15/bin
 DNS_PORT=8053
 PEBBLE_PORT=14000
 PEBBLE_MGMT_PORT=15000
 PACKAGES=(docker.io nginx openssh-server pebble debootstrap busybox-static dnsmasq-base
-  postgresql-15 openssl curl iproute2 util-linux procps)
+  postgresql-15 openssl curl iproute2 util-linux procps restic)
 
 # ---------------------------------------------------------------- helpers
 
@@ -511,6 +513,61 @@ pebble_root() {
   mv "$dir/root.pem.tmp" "$dir/root.pem"
 }
 
+# ---------------------------------------------------------------- backups (restic)
+
+# Each host backs up into a restic repository on its PEER, over SFTP: dev's repository is
+# $LAB/hosts/netcup/restic/dev, reached as sftp:root@127.0.0.3:..., and the reverse. Per
+# host, under $LAB/hosts/<h>/backup/ (0700): restic.password (0600, the repository key:
+# lose it and the backups are noise), id_ed25519 (the host's SFTP key, authorized on the
+# lab's sshd for internal-sftp only) and known_hosts (the peer's sshd key, pinned; restic's
+# ssh runs with StrictHostKeyChecking=yes). The layout must match lab/lib/inventory.py.
+backup_files() {
+  local h=$1 p=${PEER[$1]} d="$LAB/hosts/$1/backup"
+  install -d -m 700 "$d"
+  if [[ ! -s "$d/restic.password" ]]; then
+    (umask 077 && openssl rand -hex 32 | tr -d '\n' >"$d/restic.password.tmp" &&
+      mv "$d/restic.password.tmp" "$d/restic.password")
+  fi
+  chmod 600 "$d/restic.password"
+  if [[ ! -s "$d/id_ed25519" ]]; then
+    rm -f "$d/id_ed25519" "$d/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N '' -C "omni-backup@$h.lab" -f "$d/id_ed25519"
+  fi
+  printf '%s %s\n' "${ADDR[$p]}" "$(cut -d' ' -f1,2 "$LAB/hosts/$p/ssh_host_ed25519_key.pub")" >"$d/known_hosts.tmp"
+  mv "$d/known_hosts.tmp" "$d/known_hosts"
+  install -d -m 700 "$LAB/hosts/$p/restic"
+}
+
+# backup_restic H ARGS...: restic on host H against its repository, exactly as omni runs it
+# (omni/backup/restic.py): password from the file, ssh with the pinned key only.
+backup_restic() {
+  local h=$1 p=${PEER[$1]} d="$LAB/hosts/$1/backup"
+  shift
+  RESTIC_PASSWORD_FILE="$d/restic.password" restic \
+    -r "sftp:root@${ADDR[$p]}:$LAB/hosts/$p/restic/$h" \
+    -o "sftp.command=ssh -i $d/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$d/known_hosts -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p 22 root@${ADDR[$p]} -s sftp" \
+    "$@"
+}
+
+backups_up() {
+  local h line keys=""
+  for h in "${HOSTS[@]}"; do
+    backup_files "$h"
+    keys+="restrict,command=\"internal-sftp\" $(cat "$LAB/hosts/$h/backup/id_ed25519.pub")"$'\n'
+  done
+  # authorized_keys: the client key (client_key) plus each host's SFTP-only backup key.
+  { cat "$LAB/ssh/id_ed25519.pub"; printf '%s' "$keys"; } >"$LAB/ssh/authorized_keys.tmp"
+  chmod 600 "$LAB/ssh/authorized_keys.tmp"
+  mv "$LAB/ssh/authorized_keys.tmp" "$LAB/ssh/authorized_keys"
+  for h in "${HOSTS[@]}"; do
+    if ! backup_restic "$h" cat config >/dev/null 2>>"$LAB/restic.log"; then
+      say "restic init: $h's repository on ${PEER[$h]}"
+      backup_restic "$h" init >>"$LAB/restic.log" 2>&1 ||
+        fail "restic $h" "could not initialise its repository on ${PEER[$h]}" "$LAB/restic.log"
+    fi
+  done
+}
+
 # ---------------------------------------------------------------- inventory
 
 write_inventory() {
@@ -566,6 +623,7 @@ cmd_up() {
     timed "$h nginx" nginx_up "$h"
     timed "$h docker" docker_up "$h"
   done
+  timed backups backups_up
   timed pebble pebble_up
   if [[ -f "$ROOT/lab/images.sh" ]]; then
     bash "$ROOT/lab/images.sh" "$RUN/dev/docker.sock" "$RUN/netcup/docker.sock" ||
@@ -644,8 +702,10 @@ main() {
     up) cmd_up ;;
     down) cmd_down "${2:-}" ;;
     status) cmd_status ;;
+    # Only the restic setup and the inventory (for a lab that is already up).
+    backups) install_packages; backups_up; write_inventory ;;
     *)
-      echo "usage: bash lab/lab.sh up | down [--purge] | status" >&2
+      echo "usage: bash lab/lab.sh up | down [--purge] | status | backups" >&2
       exit 2
       ;;
   esac

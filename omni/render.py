@@ -137,6 +137,35 @@ def vhost_digest(content: str) -> str | None:
     return match.group(1) if match else None
 
 
+def vhost_intact(content: str) -> bool:
+    """Whether ``content`` is a vhost exactly as omni rendered it (its embedded digest
+    still matches): a vhost that differs from today's render but is intact is stale, one
+    that is not intact was edited by hand."""
+    digest = vhost_digest(content)
+    if digest is None:
+        return False
+    draft = content.replace(digest, _DIGEST_PLACEHOLDER)
+    return hashlib.sha256(draft.encode()).hexdigest()[:16] == digest
+
+
+_SEAL = re.compile(r"# omni-digest: ([0-9a-f]{16})\n\Z")
+
+
+def seal(text: str) -> str:
+    """``text`` with a last line carrying a digest of everything above it, so a file that
+    omni wrote can later be told apart from one edited by hand (see :func:`seal_intact`)."""
+    return f"{text}# omni-digest: {hashlib.sha256(text.encode()).hexdigest()[:16]}\n"
+
+
+def seal_intact(content: str) -> bool:
+    """Whether ``content`` ends with an omni seal that matches the text above it."""
+    match = _SEAL.search(content)
+    if match is None:
+        return False
+    body = content[: match.start()]
+    return hashlib.sha256(body.encode()).hexdigest()[:16] == match.group(1)
+
+
 ACME_DEFAULT_TEMPLATE = "nginx/acme-default.conf.j2"
 
 

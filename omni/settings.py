@@ -14,7 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """``OMNI_INVENTORY``, ``OMNI_JSON``, ``OMNI_DEBUG``, ``OMNI_COLOR`` (and ``NO_COLOR``)."""
+    """``OMNI_INVENTORY``, ``OMNI_JSON``, ``OMNI_DEBUG``, ``OMNI_COLOR`` (and ``NO_COLOR``),
+    ``OMNI_LOCK_LEASE_SECONDS``."""
 
     model_config = SettingsConfigDict(
         env_prefix="OMNI_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     debug: bool = False
     # None: colour when stdout/stderr is a terminal. NO_COLOR (any value) forces it off.
     color: bool | None = None
+    # OMNI_LOCK_LEASE_SECONDS: a tenant/host lock whose holder stops heartbeating (frozen,
+    # or cut off with its TCP connection half-open) is released after this long.
+    lock_lease_seconds: float = Field(default=30.0, ge=1, allow_inf_nan=False)
 
     @property
     def use_color(self) -> bool | None:

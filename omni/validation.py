@@ -29,6 +29,11 @@ IMAGE_RULE = "a Docker image reference like name:tag (lowercase path, [A-Za-z0-9
 
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 ENV_KEY_RULE = "uppercase letters, digits and underscores, not starting with a digit"
+# Conservative on purpose: the address reaches Medusa's CLI (argv) and its admin invite.
+_EMAIL = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}$")
+EMAIL_RULE = (
+    "a lowercase e-mail address: local part of a-z, 0-9 and ._%+-, '@', a hostname domain"
+)
 HOST_NAME_RULE = "lowercase letters, digits and hyphens; starts with a letter; 1-32 chars"
 _HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -115,4 +120,15 @@ def check_address(value: str) -> str:
         except ValueError:
             if value != "localhost":
                 raise ValueError("must be an IP address or a hostname") from None
+    return value
+
+
+def check_email(value: str) -> str:
+    """An admin e-mail address; its domain must obey :func:`check_domain`."""
+    if not _EMAIL.fullmatch(value) or value.startswith((".", "-")):
+        raise ValueError(f"must be {EMAIL_RULE}")
+    try:
+        check_domain(value.rsplit("@", 1)[1])
+    except ValueError:
+        raise ValueError(f"must be {EMAIL_RULE}") from None
     return value

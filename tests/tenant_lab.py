@@ -74,7 +74,9 @@ def start_omni(inventory: Path, *args: str) -> subprocess.Popen[str]:
 
 def host_snapshot(session: Any) -> dict[str, Any]:
     """Everything omni could change on a host: containers, roles, databases, and files
-    (path, mode, sha256) under the state, vhost, certificate and webroot dirs."""
+    (path, mode, sha256) under the state, vhost, certificate and webroot dirs. Lock
+    bookkeeping (``*.lock``, ``*.holder``) and the audit log are left out: any concurrent
+    run changes them."""
     host = session.host
     docker = session.docker()
     containers = sorted(
@@ -103,6 +105,12 @@ def host_snapshot(session: Any) -> dict[str, Any]:
                 "-not",
                 "-name",
                 "*.lock",
+                "-not",
+                "-name",
+                "*.holder*",
+                "-not",
+                "-name",
+                "audit.jsonl",
                 "-exec",
                 "stat",
                 "-c",
@@ -121,6 +129,12 @@ def host_snapshot(session: Any) -> dict[str, Any]:
                 "-not",
                 "-name",
                 "*.lock",
+                "-not",
+                "-name",
+                "*.holder*",
+                "-not",
+                "-name",
+                "audit.jsonl",
                 "-exec",
                 "sha256sum",
                 "{}",

@@ -49,6 +49,8 @@ def write_inventory(
 ) -> Path:
     inv = root / "inv"
     (inv / "tenants").mkdir(parents=True)
+    (inv / "ca").mkdir()
+    (inv / "ca" / "pebble.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     hosts = GOOD_HOSTS if hosts is None else hosts
     (inv / "hosts.yaml").write_text(hosts if isinstance(hosts, str) else yaml.safe_dump(hosts))
     for name, body in (tenants if tenants is not None else {"acme.yaml": GOOD_TENANT}).items():
@@ -287,3 +289,16 @@ def test_save_tenant_writes_atomically_and_round_trips(tmp_path: Path) -> None:
     # Overwrite in place (e.g. after port allocation).
     save_tenant(inv, tenant.model_copy(update={"app_port": 9001}))
     assert load_inventory(inv).tenants["new-shop"].app_port == 9001
+
+
+def test_a_missing_ca_bundle_is_refused_naming_the_field(tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path)
+    (inv / "ca" / "pebble.pem").unlink()
+    with pytest.raises(InventoryError, match=r"hosts\.dev\.acme\.ca_bundle: no such file"):
+        load_inventory(inv)
+
+
+def test_a_host_name_differing_from_its_key_is_refused(tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, hosts=with_path(GOOD_HOSTS, "hosts.dev.name", "netcup"))
+    with pytest.raises(InventoryError, match="differs from the key"):
+        load_inventory(inv)

@@ -60,7 +60,11 @@ ROLE = TenantRole(role="tenant_acme", password=PASSWORD)
         (RoleState(True, password_matches=True, can_login=True), Verb.NOOP, set()),
         (RoleState(True, password_matches=False, can_login=True), Verb.UPDATE, {"password"}),
         (RoleState(True, password_matches=True, can_login=False), Verb.UPDATE, {"login"}),
-        (RoleState(True, True, True, privileged=True), Verb.UPDATE, {"privileges"}),
+        (RoleState(True, True, True, elevated=("SUPERUSER",)), Verb.UPDATE, {"privileges"}),
+        (RoleState(True, True, True, elevated=("BYPASSRLS", "REPLICATION")), Verb.UPDATE,
+         {"privileges"}),
+        (RoleState(True, True, True, member_of=("pg_read_all_data",)), Verb.UPDATE,
+         {"member_of"}),
     ],
 )
 def test_role_plan(state: RoleState, verb: Verb, fields: set[str]) -> None:

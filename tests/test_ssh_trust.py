@@ -149,3 +149,16 @@ def test_paramiko_logging_is_silenced_only_when_not_verbose(
     finally:
         session.close()
     assert logging.getLogger("paramiko").level == expected
+
+
+@pytest.mark.parametrize("real_first", [True, False])
+def test_key_rotation_two_pins_of_one_type_both_trusted(
+    dev_host: Host, session: Callable[[Host], HostSession], real_first: bool
+) -> None:
+    """During a rotation the inventory pins the old and the new key of the same type; the
+    server presenting either must be accepted, whichever order the pins are in."""
+    real = dev_host.host_keys[0]
+    other = fresh_public_key(real.split()[0])
+    pins = [real, other] if real_first else [other, real]
+    rotating = with_changes(dev_host, host_keys=pins)
+    assert session(rotating).transport.run(["true"]).ok

@@ -238,3 +238,31 @@ def test_ssh_failure_on_a_live_connection_is_step_failed_naming_operation(
         assert transport.run(["true"]).ok  # the connection is still usable
     finally:
         transport.close()
+
+
+@pytest.mark.lab
+def test_ssh_upload_is_never_readable_by_others_even_before_its_chmod(dev_host: Host) -> None:
+    """SFTP creates a file with the server's default mode before omni's chmod; omni creates
+    it inside a fresh 0700 directory, so in that moment no other user can reach it."""
+    transport = _ssh_transport(dev_host)
+    try:
+        scratch = transport.run(["mktemp", "-d", "/tmp/omni-upload.XXXXXX"]).text().strip()
+        transport.run(["chmod", "755", scratch])
+        sftp = transport._sftp_client()
+        seen: list[int] = []
+        original = sftp.open
+
+        def spying_open(path: str, mode: str = "r", bufsize: int = -1) -> object:
+            handle = original(path, mode, bufsize)
+            if "w" in mode:
+                seen.append(sftp.stat(path.rsplit("/", 1)[0]).st_mode & 0o777)
+            return handle
+
+        sftp.open = spying_open  # type: ignore[method-assign]
+        transport.write_file(f"{scratch}/secret.json", b"{}", mode=0o600)
+        assert seen == [0o700]
+        assert transport.stat(f"{scratch}/secret.json").mode == 0o600  # type: ignore[union-attr]
+        assert transport.run(["ls", "-A", scratch]).text().split() == ["secret.json"]
+        transport.run(["rm", "-rf", "--", scratch])
+    finally:
+        transport.close()

@@ -2,21 +2,29 @@
 # lab/images/smoke.sh SOCKET DATABASE_URL ADDR [BASE_PORT]
 #
 # Proves the lab images work against a real Postgres, on one Docker engine, host networking:
-#   redis:7 serves on ADDR:BASE_PORT with a password; medusa:v1 `db:migrate` succeeds;
+#   redis:7 serves on ADDR:BASE_PORT with a password; medusa:v1 and v2 `db:migrate` succeed;
 #   v1 and v2 started with HOST=ADDR answer GET /health 200 and GET /lab/release with their
 #   release, and listen on ADDR only; broken migrates but its /health never answers 200;
+#   no v1, v2 or broken `db:migrate` creates the tables lab_note / lab_half; v3 `db:migrate`
+#   creates lab_note (and records its migration) and v3 serves; migrate-fails `db:migrate` exits
+#   non-zero (twice) leaving lab_half behind with its migration unrecorded, and still serves;
 #   a Medusa started against a dead Redis exits non-zero.
-# DATABASE_URL must reach an empty (or already migrated) database. Medusa turns SSL on for
+# DATABASE_URL must reach an empty database that smoke.sh has not run on before (it checks that
+# lab_note / lab_half are absent before v3 / migrate-fails run). Medusa turns SSL on for
 # any host other than localhost/127.0.0.1, so use `?sslmode=disable` for a server without SSL.
-# Every container it starts is named omni-smoke-* and removed on exit. Not an image input.
+# Tables are read with the app's own node-postgres client in a medusa:shared container (no psql).
+# Every server container it starts is named omni-smoke-* and removed on exit (one-off
+# migrate/query containers run with --rm). Not an image input.
 set -Eeuo pipefail
 
 [ "$#" -ge 3 ] || { echo "usage: $0 SOCKET DATABASE_URL ADDR [BASE_PORT]" >&2; exit 2; }
 SOCK=$1 DB_URL=$2 ADDR=$3 BASE=${4:-19100}
 REDIS_PORT=$BASE P1=$((BASE + 1)) P2=$((BASE + 2)) PB=$((BASE + 3)) PD=$((BASE + 4))
+P3=$((BASE + 5)) PF=$((BASE + 6))
 RPW="smoke-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 dk() { docker -H "unix://$SOCK" "$@"; }
-NAMES=(omni-smoke-redis omni-smoke-v1 omni-smoke-v2 omni-smoke-broken omni-smoke-deadredis)
+NAMES=(omni-smoke-redis omni-smoke-v1 omni-smoke-v2 omni-smoke-broken omni-smoke-deadredis
+       omni-smoke-v3 omni-smoke-migrate-fails)
 cleanup() { dk rm -f "${NAMES[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
@@ -37,6 +45,29 @@ wait_code() {
     return 1
 }
 
+# The migrations of the lab's custom modules (lab/medusa-app/src/modules/*/migrations).
+MIG_NOTE=Migration20261202042051 MIG_HALF=Migration20261202042059
+
+# sql QUERY: the first column of QUERY's rows, comma-joined, read from DATABASE_URL with the
+# app's own node-postgres client (pg reads `sslmode=` from the URL).
+sql() {
+    # shellcheck disable=SC2016  # JavaScript, expanded by node, not by bash
+    dk run --rm --network host -e "DATABASE_URL=$DB_URL" -e "Q=$1" omni-lab/medusa:shared node -e '
+        const { Client } = require("pg")
+        const c = new Client({ connectionString: process.env.DATABASE_URL })
+        c.connect().then(() => c.query(process.env.Q)).then((r) => {
+            console.log(r.rows.map((row) => String(Object.values(row)[0])).join(","))
+            return c.end()
+        }).catch((e) => { console.error(e.message); process.exit(1) })'
+}
+# lab_tables: which of lab_note, lab_half exist ("" for none, "?" when the query failed).
+lab_tables() {
+    sql "select coalesce(string_agg(t, ',' order by t), '') from unnest(array['lab_half', 'lab_note']) t where to_regclass(t) is not null" \
+        2>/dev/null || echo "?"
+}
+# recorded NAME: how many rows of mikro_orm_migrations name that migration ("?" on failure).
+recorded() { sql "select count(*) from mikro_orm_migrations where name = '$1'" 2>/dev/null || echo "?"; }
+
 ENVS=(-e "DATABASE_URL=$DB_URL" -e "REDIS_URL=redis://:$RPW@$ADDR:$REDIS_PORT"
       -e JWT_SECRET=smoke-jwt -e COOKIE_SECRET=smoke-cookie -e "STORE_CORS=http://$ADDR"
       -e "ADMIN_CORS=http://$ADDR" -e "AUTH_CORS=http://$ADDR"
@@ -53,10 +84,15 @@ if dk exec omni-smoke-redis redis-cli -h "$ADDR" -p "$REDIS_PORT" -a "$RPW" --no
     ok "redis:7 answers PING on $ADDR:$REDIS_PORT with its password"
 else bad "redis:7 did not answer on $ADDR:$REDIS_PORT"; fi
 
-t0=$SECONDS
-if dk run --rm --network host "${ENVS[@]}" omni-lab/medusa:v1 medusa db:migrate >/tmp/omni-smoke-migrate.log 2>&1; then
-    ok "medusa:v1 db:migrate ($((SECONDS - t0)) s)"
-else bad "medusa:v1 db:migrate failed, see /tmp/omni-smoke-migrate.log"; fi
+for rel in v1 v2; do
+    t0=$SECONDS
+    if dk run --rm --network host "${ENVS[@]}" "omni-lab/medusa:$rel" medusa db:migrate >"/tmp/omni-smoke-migrate-$rel.log" 2>&1; then
+        ok "medusa:$rel db:migrate ($((SECONDS - t0)) s)"
+    else bad "medusa:$rel db:migrate failed, see /tmp/omni-smoke-migrate-$rel.log"; fi
+    t=$(lab_tables)
+    if [ -z "$t" ]; then ok "medusa:$rel db:migrate created no lab_note / lab_half"
+    else bad "after medusa:$rel db:migrate the database has lab tables '$t' (not a fresh database?)"; fi
+done
 
 for spec in v1:$P1 v2:$P2; do
     rel=${spec%%:*} port=${spec#*:}
@@ -70,22 +106,68 @@ for spec in v1:$P1 v2:$P2; do
     if [ "$body" = "{\"release\":\"$rel\"}" ]; then ok "medusa:$rel /lab/release = $body"
     else bad "medusa:$rel /lab/release answered '$body'"; fi
     ver=$(dk image inspect -f '{{ index .Config.Labels "org.opencontainers.image.version" }}' "omni-lab/medusa:$rel")
-    [ "$ver" = "${rel#v}.0.0" ] && ok "medusa:$rel label version $ver" || bad "medusa:$rel label version '$ver'"
+    if [ "$ver" = "${rel#v}.0.0" ]; then ok "medusa:$rel label version $ver"
+    else bad "medusa:$rel label version '$ver'"; fi
 done
 if [ "$ADDR" != 127.0.0.1 ]; then
     c=$(code "http://127.0.0.1:$P1/health")
-    [ "$c" = 000 ] && ok "medusa:v1 listens on $ADDR only (127.0.0.1:$P1 refused)" \
-        || bad "medusa:v1 also answers on 127.0.0.1:$P1 ($c)"
+    if [ "$c" = 000 ]; then ok "medusa:v1 listens on $ADDR only (127.0.0.1:$P1 refused)"
+    else bad "medusa:v1 also answers on 127.0.0.1:$P1 ($c)"; fi
 fi
 
 if dk run --rm --network host "${ENVS[@]}" omni-lab/medusa:broken medusa db:migrate >/dev/null 2>&1; then
     ok "medusa:broken db:migrate succeeds"
 else bad "medusa:broken db:migrate failed"; fi
+t=$(lab_tables)
+if [ -z "$t" ]; then ok "medusa:broken db:migrate created no lab_note / lab_half"
+else bad "after medusa:broken db:migrate the database has lab tables '$t'"; fi
 dk run -d --name omni-smoke-broken --network host "${ENVS[@]}" -e "PORT=$PB" omni-lab/medusa:broken >/dev/null
 if wait_code "http://$ADDR:$PB/health" 503 90; then ok "medusa:broken serves, /health answers 503"
 else bad "medusa:broken /health never answered 503"; fi
 if wait_code "http://$ADDR:$PB/health" 200 5 2>/dev/null; then bad "medusa:broken /health answered 200"
 else ok "medusa:broken /health still not 200"; fi
+
+# v3: its db:migrate really changes the schema (table lab_note, from the custom module lab_note).
+t0=$SECONDS
+if dk run --rm --network host "${ENVS[@]}" omni-lab/medusa:v3 medusa db:migrate >/tmp/omni-smoke-migrate-v3.log 2>&1; then
+    ok "medusa:v3 db:migrate ($((SECONDS - t0)) s)"
+else bad "medusa:v3 db:migrate failed, see /tmp/omni-smoke-migrate-v3.log"; fi
+t=$(lab_tables) n=$(recorded "$MIG_NOTE")
+if [ "$t" = lab_note ] && [ "$n" = 1 ]; then ok "medusa:v3 db:migrate created lab_note and recorded $MIG_NOTE"
+else bad "after medusa:v3 db:migrate: lab tables '$t', $MIG_NOTE recorded '$n' times"; fi
+dk run -d --name omni-smoke-v3 --network host "${ENVS[@]}" -e "PORT=$P3" omni-lab/medusa:v3 >/dev/null
+if wait_code "http://$ADDR:$P3/health" 200 90; then ok "medusa:v3 /health 200 on $ADDR:$P3"
+else bad "medusa:v3 /health never 200 on $ADDR:$P3"; fi
+body=$(curl -s -m 3 "http://$ADDR:$P3/lab/release" || true)
+if [ "$body" = '{"release":"v3"}' ]; then ok "medusa:v3 /lab/release = $body"
+else bad "medusa:v3 /lab/release answered '$body'"; fi
+ver=$(dk image inspect -f '{{ index .Config.Labels "org.opencontainers.image.version" }}' omni-lab/medusa:v3)
+if [ "$ver" = 3.0.0 ]; then ok "medusa:v3 label version $ver"
+else bad "medusa:v3 label version '$ver'"; fi
+dk rm -f omni-smoke-v3 >/dev/null
+
+# migrate-fails: db:migrate creates lab_half, then fails; the migration is never recorded, so a
+# second run fails the same way. `medusa start` does not migrate and serves.
+for run in 1 2; do
+    rc=0
+    dk run --rm --network host "${ENVS[@]}" omni-lab/medusa:migrate-fails medusa db:migrate \
+        >"/tmp/omni-smoke-migrate-fails.$run.log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then ok "medusa:migrate-fails db:migrate run $run exits $rc"
+    else bad "medusa:migrate-fails db:migrate run $run exited 0"; fi
+done
+if grep -q "fails half-way on purpose" /tmp/omni-smoke-migrate-fails.2.log; then
+    ok "medusa:migrate-fails db:migrate logs its migration's own error"
+else bad "medusa:migrate-fails db:migrate failed for another reason, see /tmp/omni-smoke-migrate-fails.2.log"; fi
+t=$(lab_tables) n=$(recorded "$MIG_HALF")
+if [ "$t" = lab_half,lab_note ] && [ "$n" = 0 ]; then ok "medusa:migrate-fails left lab_half behind, $MIG_HALF not recorded"
+else bad "after medusa:migrate-fails db:migrate: lab tables '$t', $MIG_HALF recorded '$n' times"; fi
+dk run -d --name omni-smoke-migrate-fails --network host "${ENVS[@]}" -e "PORT=$PF" omni-lab/medusa:migrate-fails >/dev/null
+if wait_code "http://$ADDR:$PF/health" 200 90; then ok "medusa:migrate-fails /health 200 on $ADDR:$PF"
+else bad "medusa:migrate-fails /health never 200 on $ADDR:$PF"; fi
+body=$(curl -s -m 3 "http://$ADDR:$PF/lab/release" || true)
+if [ "$body" = '{"release":"migrate-fails"}' ]; then ok "medusa:migrate-fails /lab/release = $body"
+else bad "medusa:migrate-fails /lab/release answered '$body'"; fi
+dk rm -f omni-smoke-migrate-fails >/dev/null
 
 # A Redis that is gone: the Redis-backed modules cannot connect and `medusa start` exits non-zero.
 dk rm -f omni-smoke-redis >/dev/null

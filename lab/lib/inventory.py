@@ -21,6 +21,20 @@ HOSTS: dict[str, tuple[str, tuple[int, int], tuple[int, int]]] = {
     "dev": ("127.0.0.2", (9000, 9199), (6400, 6599)),
     "netcup": ("127.0.0.3", (9200, 9399), (6600, 6799)),
 }
+# Offsite backups: each host's restic repository lives on the other host (lab.sh backups_up).
+PEERS = {"dev": "netcup", "netcup": "dev"}
+
+
+def backup_entry(lab: Path, name: str) -> dict[str, Any]:
+    peer = PEERS[name]
+    bdir = lab / "hosts" / name / "backup"
+    return {
+        "repository": f"sftp:root@{HOSTS[peer][0]}:{lab / 'hosts' / peer / 'restic' / name}",
+        "password_file": str(bdir / "restic.password"),
+        "known_hosts": str(bdir / "known_hosts"),
+        "identity": str(bdir / "id_ed25519"),
+        "retention": {"daily": 7, "weekly": 4, "monthly": 12},
+    }
 
 
 def host_entry(lab: Path, run: Path, name: str) -> dict[str, Any]:
@@ -64,6 +78,7 @@ def host_entry(lab: Path, run: Path, name: str) -> dict[str, Any]:
             "ca_bundle": str(lab / "pebble" / "cert.pem"),
         },
         "health": {"ca_bundle": str(lab / "pebble" / "root.pem")},
+        "backup": backup_entry(lab, name),
     }
 
 

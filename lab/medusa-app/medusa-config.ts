@@ -6,8 +6,14 @@
  *
  * When REDIS_URL is set it is the project redisUrl AND backs the event bus, cache, workflow
  * engine and locking modules, as in production: a dead Redis breaks the app the same way.
+ *
+ * The lab release (/etc/omni-lab-release, else OMNI_LAB_RELEASE) adds one custom module:
+ *   v3             src/modules/lab_note: its migration creates the table `lab_note`
+ *   migrate-fails  src/modules/lab_half: its migration creates `lab_half`, then fails
+ * v1, v2 and broken load no custom module, so their `db:migrate` creates neither table.
  */
 import { defineConfig, Modules } from "@medusajs/framework/utils"
+import { labRelease } from "./src/lib/lab-release"
 
 const redisUrl = process.env.REDIS_URL
 
@@ -45,6 +51,12 @@ const redisModules = redisUrl
     ]
   : []
 
+const releaseModules: Record<string, { resolve: string }[]> = {
+  v3: [{ resolve: "./src/modules/lab_note" }],
+  "migrate-fails": [{ resolve: "./src/modules/lab_half" }],
+}
+const labModules = releaseModules[labRelease()] ?? []
+
 module.exports = defineConfig({
   projectConfig: {
     databaseUrl: process.env.DATABASE_URL,
@@ -62,5 +74,5 @@ module.exports = defineConfig({
     disable: true,
     backendUrl: process.env.MEDUSA_BACKEND_URL,
   },
-  modules: redisModules,
+  modules: [...redisModules, ...labModules],
 })

@@ -22,7 +22,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from omni.cli import hosts_cmd, inventory_cmd, tenant_cmd
+from omni.cli import (
+    backup_cmd,
+    fleet_cmd,
+    history_cmd,
+    hosts_cmd,
+    inventory_cmd,
+    release_cmd,
+    tenant_cmd,
+)
 from omni.cli.context import CliContext, RunState, make_consoles
 from omni.errors import ExitCode, InvalidInput, OmniError
 from omni.output.render import error_line, write_json
@@ -93,6 +101,10 @@ def build_app() -> typer.Typer:
     app.add_typer(tenant_cmd.app, name="tenant")
     # The name the platform's runbooks use.
     app.command("create-tenant", help="Same as `omni tenant create`.")(tenant_cmd.create)
+    fleet_cmd.register(app)
+    app.command("history")(history_cmd.history)
+    release_cmd.register(app)
+    backup_cmd.register(app)
     return app
 
 

@@ -21,7 +21,9 @@ from omni.output.result import Result
 from omni.settings import Settings
 
 if TYPE_CHECKING:
+    from omni.audit import AuditContext
     from omni.inventory.loader import Inventory
+    from omni.usecases.sessions import SessionOptions
 
 HumanView = Callable[[Result, Console], None]
 
@@ -65,6 +67,25 @@ class CliContext:
         from omni.inventory.loader import load_inventory
 
         return load_inventory(self.inventory_path)
+
+    def audit(self) -> AuditContext:
+        """Who runs which command line, for the audit log (argv masked when recorded)."""
+        import os
+
+        from omni.actor import actor
+        from omni.audit import AuditContext
+
+        return AuditContext(argv=tuple(self.state.argv), actor=actor(os.environ))
+
+    def session_options(self) -> SessionOptions:
+        """Host session options from the settings: lock lease, holder named as the actor
+        running ``omni ARGV``."""
+        from omni.hosts.lock import LockOwner
+        from omni.usecases.sessions import SessionOptions
+
+        audit = self.audit()
+        owner = LockOwner.of_process(who=audit.actor, argv=["omni", *audit.argv])
+        return SessionOptions(self.settings.lock_lease_seconds, owner)
 
     def render(self, result: Result, human: HumanView | None = None) -> None:
         """Print ``result`` and exit with its exit code (raises ``typer.Exit`` if non-zero).

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Console
+from rich.text import Text
 
 from omni.engine.step import Step
+
+if TYPE_CHECKING:
+    from omni.fleet.runner import TenantResult
+    from omni.inventory.models import Tenant
 
 
 class ConsoleProgress:
@@ -32,3 +38,31 @@ class ConsoleProgress:
             self._err.print(
                 f"   [bold red]FAIL[/] {step.resource} ({seconds:.1f}s)", highlight=False
             )
+
+
+class FleetConsoleProgress:
+    """One line per tenant as it finishes (``[3/13] ok acme@dev 2.1s ...``), on stderr.
+
+    Remote text is printed as plain text, never read as rich markup.
+    """
+
+    _STYLE: ClassVar[dict[str, str]] = {
+        "ok": "green", "warning": "yellow", "skipped": "dim", "not_run": "dim"
+    }
+
+    def __init__(self, err: Console, *, enabled: bool = True) -> None:
+        self._err = err
+        self._enabled = enabled
+
+    def tenant_started(self, tenant: Tenant) -> None:
+        return None
+
+    def tenant_finished(self, result: TenantResult, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        line = Text(f"[{done}/{total}] ")
+        line.append(f"{result.status:<11}", style=self._STYLE.get(result.status, "bold red"))
+        line.append(f" {result.slug}@{result.host} {result.seconds:.1f}s")
+        if result.detail:
+            line.append(f"  {result.detail}", style="dim")
+        self._err.print(line, highlight=False, soft_wrap=True)

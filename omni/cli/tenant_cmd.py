@@ -12,7 +12,9 @@ from omni.cli.progress import ConsoleProgress
 from omni.output.render import print_steps, steps_table
 from omni.output.result import Result
 
-app = typer.Typer(no_args_is_help=True, help="Create, list, show and destroy tenants.")
+app = typer.Typer(
+    no_args_is_help=True, help="Create, list, show and destroy tenants; hand out credentials."
+)
 
 SlugArg = Annotated[str, typer.Argument(help="Tenant slug (lowercase, e.g. acme-shop).")]
 HostOpt = Annotated[str | None, typer.Option("--host", help="Host from hosts.yaml (new tenant).")]
@@ -21,12 +23,27 @@ DomainOpt = Annotated[
     typer.Option("--domain", help="Domain to serve (repeatable; the first is primary)."),
 ]
 ImageOpt = Annotated[str | None, typer.Option("--image", help="Medusa image (new tenant).")]
+AdminEmailOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-email", help="Shop owner's e-mail, invited as Medusa admin user (new tenant)."
+    ),
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the plan (diffs, before -> after); change nothing.")
 ]
 ExpectPlanOpt = Annotated[
     str | None,
     typer.Option("--expect-plan", help="Refuse to apply unless the plan has this fingerprint."),
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0.0,
+        metavar="SECONDS",
+        help="Wait up to this long for the tenant's lock (default: fail at once, exit 4).",
+    ),
 ]
 
 
@@ -56,8 +73,10 @@ def create(
     host: HostOpt = None,
     domain: DomainOpt = None,
     image: ImageOpt = None,
+    admin_email: AdminEmailOpt = None,
     dry_run: DryRunOpt = False,
     expect_plan: ExpectPlanOpt = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Create or converge a tenant: database, Redis, migrations, app, certificate, vhost.
 
@@ -71,11 +90,14 @@ def create(
         host=host,
         domains=tuple(domain or ()),
         image=image,
+        admin_email=admin_email,
         dry_run=dry_run,
         expect_plan=expect_plan,
+        wait_seconds=wait,
     )
     progress = ConsoleProgress(cli.err)
-    result = create_tenant(request, cli.inventory_path, progress=progress)
+    result = create_tenant(request, cli.inventory_path, progress=progress, audit=cli.audit(),
+                           sessions=cli.session_options())
     cli.render(result, _create_view)
 
 
@@ -88,15 +110,19 @@ def destroy(
     slug: SlugArg,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: this deletes the tenant.")] = False,
     dry_run: DryRunOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
-    """Remove a tenant: final pg_dump (kept), then vhost, containers, cert, database, role."""
+    """Remove a tenant: final backup (offsite with restic when the host has `backup`, else
+    a local pg_dump), then vhost, containers, cert, database, role."""
     from omni.usecases.tenant_destroy import DestroyRequest, destroy_tenant
 
     cli = CliContext.of(ctx)
     result = destroy_tenant(
-        DestroyRequest(slug=slug, confirmed=yes, dry_run=dry_run),
+        DestroyRequest(slug=slug, confirmed=yes, dry_run=dry_run, wait_seconds=wait),
         cli.inventory_path,
         progress=ConsoleProgress(cli.err),
+        audit=cli.audit(),
+        sessions=cli.session_options(),
     )
 
     def view(result: Result, out: Console) -> None:
@@ -104,7 +130,8 @@ def destroy(
         if result.data.get("dry_run"):
             out.print("dry run: nothing was changed")
         elif result.ok:
-            out.print(f"tenant {slug} destroyed; final dump: {result.data.get('dump')}")
+            final = result.data.get("final_backup") or result.data.get("dump")
+            out.print(f"tenant {slug} destroyed; final backup: {final}")
 
     cli.render(result, view)
 
@@ -163,3 +190,30 @@ def show(ctx: typer.Context, slug: SlugArg) -> None:
         out.print(simple_table(("field", "value"), rows))
 
     cli.render(show_tenant(cli.inventory_path, slug), view)
+
+
+@app.command("credentials")
+def credentials(ctx: typer.Context, slug: SlugArg) -> None:
+    """The shop owner's admin invite link (or generated password), read from the host.
+
+    The only command that prints them: keep its output private.
+    """
+    from omni.usecases.tenant_credentials import tenant_credentials
+
+    cli = CliContext.of(ctx)
+
+    def view(result: Result, out: Console) -> None:
+        from omni.output.render import simple_table
+
+        data = result.data
+        rows = [(k, "-" if v is None else str(v)) for k, v in data.items() if k != "invite_url"]
+        out.print(simple_table(("field", "value"), rows))
+        if data.get("invite_url"):  # whole, on its own line: a table would cut it
+            out.print(f"invite_url: {data['invite_url']}", markup=False, soft_wrap=True)
+        if data.get("admin_user_exists"):
+            out.print("the admin user exists: sign in at " + str(data.get("admin_url")))
+        elif data.get("invite_url"):
+            out.print("send the owner the invite_url; it expires at " + str(
+                data.get("invite_expires_at")))
+
+    cli.render(tenant_credentials(cli.inventory_path, slug), view)

@@ -43,6 +43,8 @@ class ContainerInfo:
     cmd: tuple[str, ...]
     restart_policy: str | None
     entrypoint: tuple[str, ...] = ()
+    restart_count: int = 0
+    started_at: str = ""  # RFC 3339 from the engine; "" if never started
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def _info(data: Mapping[str, Any]) -> ContainerInfo:
         cmd=tuple(config.get("Cmd") or ()),
         restart_policy=restart,
         entrypoint=tuple(config.get("Entrypoint") or ()),
+        restart_count=int(data.get("RestartCount") or 0),
+        started_at=str(state.get("StartedAt") or ""),
     )
 
 
@@ -351,6 +355,13 @@ class DockerEngine:
             return
         except Exception as exc:
             raise _api_error(self.host, f"stop {name}", exc) from None
+
+    def restart(self, name: str, timeout: int = 10) -> None:
+        """Stop (SIGTERM, then SIGKILL after ``timeout`` seconds) and start a container."""
+        try:
+            self._client.restart(name, timeout=timeout)
+        except Exception as exc:
+            raise _api_error(self.host, f"restart {name}", exc) from None
 
     def remove(self, name: str, force: bool = False) -> None:
         """Remove a container; absent is fine."""

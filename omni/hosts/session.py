@@ -30,10 +30,22 @@ if TYPE_CHECKING:
 class HostSession:
     """Access to one host for the length of one omni run. ``close()`` releases it all."""
 
-    def __init__(self, host: Host, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: Host,
+        *,
+        connect_timeout: float = 10.0,
+        lock_lease_seconds: float = _lock.DEFAULT_LEASE_SECONDS,
+        lock_owner: _lock.LockOwner | None = None,
+    ) -> None:
+        """``lock_lease_seconds``: how long a lock of this session survives without a
+        heartbeat (a frozen or cut-off holder loses it then); ``lock_owner``: who is named
+        in holder files (default: this process, see ``LockOwner.of_process``)."""
         self.host = host
         self.name = host.name
         self._connect_timeout = connect_timeout
+        self._lock_lease_seconds = _lock.check_lease_seconds(lock_lease_seconds)
+        self._lock_owner = lock_owner
         self._transport: Transport | None = None
         self._forward: _pg.PortForward | None = None
         self._admin_secret: str | None = None  # never logged, never in an error
@@ -81,6 +93,11 @@ class HostSession:
                     )
                 self._admin_secret = data.decode("utf-8").strip()
             return self._admin_secret
+
+    def admin_password(self) -> str:
+        """The Postgres admin password, for a host-side tool's 0600 passfile (``pg_dump``).
+        Never log it or put it in an error or on a command line."""
+        return self._admin_password()
 
     def postgres(self, dbname: str = "postgres") -> _pg.SharedConnection:
         """The session's autocommit admin connection to ``dbname``, for ``with ... as conn``.
@@ -141,14 +158,24 @@ class HostSession:
     # -- locks --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, name: str, wait_seconds: float = 0) -> Iterator[None]:
-        """Hold ``<state_dir>/locks/<name>.lock`` on the host for the ``with`` body.
+    def lock(self, name: str, wait_seconds: float = 0, purpose: str = "") -> Iterator[None]:
+        """Hold ``<state_dir>/locks/<name>.lock`` on the host for the ``with`` body, under
+        the session's lease (see :mod:`omni.hosts.lock`).
 
         Waits up to ``wait_seconds`` (0: not at all) for another holder to release it;
-        raises ``LockHeld`` (naming the lock and the wait) if it is still taken then.
+        raises ``LockHeld`` (naming the lock, its holder, since when and for what, and the
+        wait) if it is still taken then. ``purpose`` (e.g. ``"deploy acme"``) is written
+        to the holder file for others to read.
         """
         with _lock.hold(
-            self.transport, self.name, self.host.state_dir, name, wait_seconds=wait_seconds
+            self.transport,
+            self.name,
+            self.host.state_dir,
+            name,
+            wait_seconds=wait_seconds,
+            lease_seconds=self._lock_lease_seconds,
+            purpose=purpose,
+            owner=self._lock_owner,
         ):
             yield
 
@@ -185,9 +212,20 @@ class HostSession:
 class SessionPool:
     """One :class:`HostSession` per host name for one run. Sessions open lazily."""
 
-    def __init__(self, hosts: Mapping[str, Host], *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        hosts: Mapping[str, Host],
+        *,
+        connect_timeout: float = 10.0,
+        lock_lease_seconds: float = _lock.DEFAULT_LEASE_SECONDS,
+        lock_owner: _lock.LockOwner | None = None,
+    ) -> None:
+        """Sessions get ``connect_timeout``, ``lock_lease_seconds`` and ``lock_owner``
+        (see :class:`HostSession`)."""
         self._hosts = hosts
         self._connect_timeout = connect_timeout
+        self._lock_lease_seconds = lock_lease_seconds
+        self._lock_owner = lock_owner
         self._sessions: dict[str, HostSession] = {}
         self._guard = threading.Lock()
 
@@ -198,7 +236,10 @@ class SessionPool:
                     known = ", ".join(sorted(self._hosts)) or "none"
                     raise InvalidInput(f"host {name!r}: not in the inventory (known: {known})")
                 self._sessions[name] = HostSession(
-                    self._hosts[name], connect_timeout=self._connect_timeout
+                    self._hosts[name],
+                    connect_timeout=self._connect_timeout,
+                    lock_lease_seconds=self._lock_lease_seconds,
+                    lock_owner=self._lock_owner,
                 )
             return self._sessions[name]
 

@@ -48,7 +48,11 @@ def port_clashes(tenants: Mapping[str, Tenant], *, file_of: FileOf) -> list[str]
     owner: dict[tuple[str, int], tuple[str, str]] = {}
     problems: list[str] = []
     for slug, tenant in sorted(tenants.items()):
-        for kind, port in (("app_port", tenant.app_port), ("redis_port", tenant.redis_port)):
+        for kind, port in (
+            ("app_port", tenant.app_port),
+            ("redis_port", tenant.redis_port),
+            ("standby_app_port", tenant.standby_app_port),
+        ):
             if port is None:
                 continue
             key = (tenant.host, port)
@@ -76,6 +80,7 @@ def ports_outside_ranges(
         for kind, port, allowed in (
             ("app_port", tenant.app_port, host.app_ports),
             ("redis_port", tenant.redis_port, host.redis_ports),
+            ("standby_app_port", tenant.standby_app_port, host.app_ports),
         ):
             if port is not None and port not in allowed:
                 problems.append(

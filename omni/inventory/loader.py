@@ -171,7 +171,17 @@ def load_hosts(inventory: Path) -> dict[str, Host]:
     inventory directory. Raises :class:`InventoryError`."""
     path = inventory / HOSTS_FILE
     hosts_file = _parse(HostsFile, path, _read_yaml(path))
-    return {name: _resolve_local_paths(h, inventory) for name, h in hosts_file.hosts.items()}
+    hosts = {name: _resolve_local_paths(h, inventory) for name, h in hosts_file.hosts.items()}
+    for name, host in hosts.items():
+        for key, bundle in (("acme.ca_bundle", host.acme.ca_bundle),
+                              ("health.ca_bundle", host.health.ca_bundle)):
+            if bundle is not None and not Path(bundle).is_file():
+                raise InventoryError(
+                    f"{path}: hosts.{name}.{key}: no such file {bundle} (a CA bundle on "
+                    "the machine running omni)",
+                    file=str(path), field=f"hosts.{name}.{key}",
+                )
+    return hosts
 
 
 def load_tenant(path: Path) -> Tenant:

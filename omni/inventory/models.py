@@ -34,6 +34,7 @@ Slug = Annotated[str, AfterValidator(v.check_slug)]
 HostName = Annotated[str, AfterValidator(v.check_host_name)]
 Domain = Annotated[str, AfterValidator(v.check_domain)]
 Image = Annotated[str, AfterValidator(v.check_image)]
+Email = Annotated[str, AfterValidator(v.check_email)]
 Address = Annotated[str, AfterValidator(v.check_address)]
 HostKey = Annotated[str, AfterValidator(_check_host_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -57,6 +58,14 @@ class PortRange(_Model):
         return isinstance(port, int) and self.start <= port <= self.end
 
 
+class DumpRetention(_Model):
+    """Which of a tenant's dumps in ``dump_dir`` survive pruning: the newest ``keep``, and
+    anything younger than ``keep_days``."""
+
+    keep: int = Field(default=5, ge=1, le=1000)
+    keep_days: int = Field(default=14, ge=0, le=3650)
+
+
 class PostgresSettings(_Model):
     """How omni reaches the host's Postgres: through an SSH port forward to host:port."""
 
@@ -67,6 +76,7 @@ class PostgresSettings(_Model):
     # so no database secret sits in the inventory or in CI variables.
     admin_password_file: RemotePath = "/etc/omni/postgres-admin.password"  # noqa: S105
     dump_dir: RemotePath = "/var/backups/omni"
+    dump_retention: DumpRetention = DumpRetention()
     # What tenants' DATABASE_URL asks for. Tenants reach Postgres on their own host, so
     # TLS is off by default (Medusa otherwise forces TLS for any non-127.0.0.1 address).
     sslmode: Literal["disable", "require", "verify-full"] = "disable"
@@ -108,6 +118,49 @@ class HealthSettings(_Model):
     ca_bundle: str | None = None
 
 
+class BackupRetention(_Model):
+    """restic's ``forget --keep-daily/--keep-weekly/--keep-monthly``, per tenant."""
+
+    daily: int = Field(default=7, ge=0, le=3650)
+    weekly: int = Field(default=4, ge=0, le=520)
+    monthly: int = Field(default=12, ge=0, le=1200)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> BackupRetention:
+        if not (self.daily or self.weekly or self.monthly):
+            raise ValueError("at least one of daily, weekly, monthly must be above 0")
+        return self
+
+
+def _check_repository(value: str) -> str:
+    if not value or any(c.isspace() for c in value) or "," in value:
+        raise ValueError("must be a restic repository string without spaces or commas")
+    authority = value.partition("://")[2].split("/", 1)[0]
+    if "@" in authority and ":" in authority.rsplit("@", 1)[0]:
+        # A password in the URL would reach argv and logs: restic reads it from the
+        # environment or a file instead (see README, Backups).
+        raise ValueError("must not carry a password (user:password@); keep secrets in files")
+    return value
+
+
+class BackupSettings(_Model):
+    """Where and how the host's tenants are backed up with restic (see omni.backup.restic).
+
+    ``repository`` is any restic repository string (``sftp:user@host:/path``,
+    ``s3:...``); ``password_file`` (0600, on the host) holds the repository password.
+    For ``sftp:`` repositories restic runs the host's ``ssh`` with ``identity`` (on the
+    host) and only the key pinned in ``known_hosts`` (on the host): never trust-on-first-use.
+    """
+
+    repository: Annotated[str, AfterValidator(_check_repository)]
+    password_file: RemotePath
+    retention: BackupRetention = BackupRetention()
+    known_hosts: RemotePath | None = None
+    identity: RemotePath | None = None
+    # restic's local cache on the host (None: restic's default, ~/.cache/restic).
+    cache_dir: RemotePath | None = None
+
+
 class Host(_Model):
     name: HostName
     address: Address
@@ -130,6 +183,8 @@ class Host(_Model):
     nginx: NginxSettings = NginxSettings()
     acme: AcmeSettings
     health: HealthSettings = HealthSettings()
+    # Offsite backups (``omni backup``); None: this host's tenants are not backed up.
+    backup: BackupSettings | None = None
 
     @model_validator(mode="after")
     def _ssh_needs_pins(self) -> Host:
@@ -155,8 +210,14 @@ class HostsFile(_Model):
     def _name_hosts(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("hosts"), dict):
             data = dict(data)
+            for name, body in data["hosts"].items():
+                if isinstance(body, dict) and body.get("name", name) != name:
+                    raise ValueError(
+                        f"hosts.{name}.name: {body['name']!r} differs from the key it is "
+                        f"listed under ({name!r}); drop it or make them equal"
+                    )
             data["hosts"] = {
-                name: ({"name": name, **body} if isinstance(body, dict) else body)
+                name: ({**body, "name": name} if isinstance(body, dict) else body)
                 for name, body in data["hosts"].items()
             }
         return data
@@ -167,9 +228,14 @@ class Tenant(_Model):
     host: HostName
     domains: list[Domain] = Field(min_length=1, max_length=20)
     image: Image
-    app_port: Port | None = None  # allocated on first create, then kept
+    app_port: Port | None = None  # allocated on first create, then kept; the live release's
+    # Blue/green: where the next release starts beside the live one (allocated from
+    # ``app_ports`` on the first deploy); a successful deploy swaps it with ``app_port``.
+    standby_app_port: Port | None = None
     redis_port: Port | None = None
     migrate_command: list[str] = Field(default_factory=lambda: ["medusa", "db:migrate"])
+    # The shop owner's Medusa admin login; create invites them (see omni.resources.admin_user).
+    admin_email: Email | None = None
     env: dict[Annotated[str, AfterValidator(v.check_env_key_not_reserved)],
               Annotated[str, AfterValidator(v.check_env_value)]] = Field(default_factory=dict)
 

@@ -124,6 +124,9 @@ class CertificateResource:
     preflight_timeout: float = 10.0
     reload_options: InstallOptions = field(default_factory=InstallOptions)
     key: str = KEY
+    # False: test nginx with the new certificate but leave the reload (and the check that
+    # it is served) to the caller, which reloads once for many tenants (``certs renew``).
+    reload: bool = True
 
     def observe(self, session: HostSession) -> CertState | None:
         transport = session.transport
@@ -162,7 +165,7 @@ class CertificateResource:
             reloaded = self._install_locked(session, issued)
             if reloaded:
                 leaf = leaf_der(issued.fullchain_pem)
-                reason = wait_live(lambda: self._serving(leaf), self.reload_options)
+                reason = wait_live(lambda: self.serving(leaf), self.reload_options)
                 if reason is not None:
                     raise StepFailed(f"certificate written and nginx reloaded, but: {reason}")
 
@@ -181,16 +184,17 @@ class CertificateResource:
         vhost = transport.read_file(spec.vhost_path) or b""
         uses_live = spec.fullchain_path.encode() in vhost
         if uses_live:
-            self._test_and_reload(session, previous)
+            self._test_and_reload(session, previous, reload=self.reload)
         store.prune(
             transport,
             cert_dir,
             keep=(version, previous),
             legacy_in_use=f"{cert_dir}/{store.FULLCHAIN}".encode() in vhost,
         )
-        return uses_live
+        return uses_live and self.reload
 
-    def _serving(self, leaf: bytes | None) -> str | None:
+    def serving(self, leaf: bytes | None) -> str | None:
+        """None when nginx serves ``leaf`` (DER) for the primary domain, else why not."""
         spec = self.spec
         try:
             served = probe.served_certificate(
@@ -204,8 +208,11 @@ class CertificateResource:
             return str(exc)
         return None if served == leaf else "nginx still serves the previous certificate"
 
-    def _test_and_reload(self, session: HostSession, previous: str | None) -> None:
-        """``nginx -t`` then reload; on a failed test ``live`` goes back to ``previous``."""
+    def _test_and_reload(
+        self, session: HostSession, previous: str | None, *, reload: bool = True
+    ) -> None:
+        """``nginx -t`` then (with ``reload``) reload; on a failed test ``live`` goes back
+        to ``previous``."""
         nginx = self.spec.host.nginx
         transport = session.transport
         timeout = self.reload_options.command_timeout_seconds
@@ -220,6 +227,8 @@ class CertificateResource:
                 f"certificate issued but nginx config test failed ({undone}; nginx not "
                 f"reloaded): {nginx_error_line(tested)}"
             )
+        if not reload:
+            return
         reloaded = transport.run(nginx.reload_command, check=False, timeout=timeout)
         if not reloaded.ok:
             raise StepFailed(

@@ -146,23 +146,28 @@ class TenantContainer:
             )
         )
         if self.ready_on is not None:
-            self._wait_ready(session, *self.ready_on)
+            wait_accepting(session, self.name, *self.ready_on, self.ready_deadline_seconds)
 
-    def _wait_ready(self, session: HostSession, address: str, port: int) -> None:
-        deadline = time.monotonic() + self.ready_deadline_seconds
-        while True:
-            try:
-                session.transport.open_tcp(address, port, timeout=2.0).close()
-                return
-            except OSError as exc:
-                reason = str(exc) or type(exc).__name__
-            except StepFailed as exc:
-                reason = exc.message
-            if time.monotonic() >= deadline:
-                logs = session.docker().logs(self.name, tail=5).decode("utf-8", "replace")
-                raise StepFailed(
-                    f"container {self.name} did not accept connections on {address}:{port} "
-                    f"within {self.ready_deadline_seconds:g}s ({reason}); last logs: "
-                    + " | ".join(logs.strip().splitlines()),
-                )
-            time.sleep(0.2)
+
+def wait_accepting(
+    session: HostSession, container: str, address: str, port: int, deadline_seconds: float
+) -> None:
+    """Wait until ``address:port`` on the host accepts TCP connections; raises
+    ``StepFailed`` with the container's last log lines after ``deadline_seconds``."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            session.transport.open_tcp(address, port, timeout=2.0).close()
+            return
+        except OSError as exc:
+            reason = str(exc) or type(exc).__name__
+        except StepFailed as exc:
+            reason = exc.message
+        if time.monotonic() >= deadline:
+            logs = session.docker().logs(container, tail=5).decode("utf-8", "replace")
+            raise StepFailed(
+                f"container {container} did not accept connections on {address}:{port} "
+                f"within {deadline_seconds:g}s ({reason}); last logs: "
+                + " | ".join(logs.strip().splitlines()),
+            )
+        time.sleep(0.2)

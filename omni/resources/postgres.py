@@ -29,12 +29,24 @@ def role_exists(session: HostSession, name: str) -> bool:
     return row is not None
 
 
+# Role attributes a tenant role must not hold (pg_authid column -> the SQL keyword), in
+# the order ``observe`` selects them.
+ELEVATED = {
+    "rolsuper": "SUPERUSER",
+    "rolcreatedb": "CREATEDB",
+    "rolcreaterole": "CREATEROLE",
+    "rolreplication": "REPLICATION",
+    "rolbypassrls": "BYPASSRLS",
+}
+
+
 @dataclass(frozen=True)
 class RoleState:
     exists: bool
     password_matches: bool = False
     can_login: bool = False
-    privileged: bool = False  # superuser, createdb, createrole: a tenant role must be none
+    elevated: tuple[str, ...] = ()  # keywords of ELEVATED the role holds (must be none)
+    member_of: tuple[str, ...] = ()  # roles it was granted (must be none)
 
 
 @dataclass(frozen=True)
@@ -48,17 +60,25 @@ class TenantRole:
     def observe(self, session: HostSession) -> RoleState:
         with session.postgres() as conn:
             row = conn.execute(
-                "SELECT rolpassword, rolcanlogin, rolsuper OR rolcreatedb OR rolcreaterole "
-                "FROM pg_authid WHERE rolname = %s",
+                "SELECT rolpassword, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, "
+                "rolreplication, rolbypassrls FROM pg_authid WHERE rolname = %s",
                 (self.role,),
             ).fetchone()
+            groups = conn.execute(
+                "SELECT g.rolname FROM pg_auth_members m "
+                "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member "
+                "WHERE r.rolname = %s ORDER BY 1",
+                (self.role,),
+            ).fetchall()
         if row is None:
             return RoleState(exists=False)
         return RoleState(
             exists=True,
             password_matches=verifier_matches(_text(row[0]), self.password),
             can_login=bool(row[1]),
-            privileged=bool(row[2]),
+            elevated=tuple(kw for kw, held in zip(ELEVATED.values(), row[2:], strict=True)
+                           if held),
+            member_of=tuple(str(g[0]) for g in groups),
         )
 
     def plan(self, current: RoleState) -> list[Step]:
@@ -79,21 +99,28 @@ class TenantRole:
             changes.append(FieldChange("password", "********", "******** (reset)"))
         if not current.can_login:
             changes.append(FieldChange("login", "false", "true"))
-        if current.privileged:
-            changes.append(FieldChange("privileges", "elevated", "none"))
+        if current.elevated:
+            changes.append(FieldChange("privileges", ", ".join(current.elevated), "none"))
+        if current.member_of:
+            changes.append(FieldChange("member_of", ", ".join(current.member_of), "none"))
         if not changes:
             return [noop(self.key, f"role {self.role} up to date")]
-        return [Step(self.key, Verb.UPDATE, f"update role {self.role}", tuple(changes))]
+        return [Step(self.key, Verb.UPDATE, f"update role {self.role}", tuple(changes),
+                     detail={"revoke": list(current.member_of)})]
 
     def apply(self, session: HostSession, step: Step) -> None:
         from psycopg import sql
 
         verb = "CREATE" if step.verb is Verb.CREATE else "ALTER"
-        statement = sql.SQL(
-            verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
-        ).format(sql.Identifier(self.role), sql.Literal(scram_verifier(self.password)))
+        denied = " ".join(f"NO{keyword}" for keyword in ELEVATED.values())
+        statement = sql.SQL(verb + " ROLE {} LOGIN " + denied + " PASSWORD {}").format(
+            sql.Identifier(self.role), sql.Literal(scram_verifier(self.password))
+        )
         with session.postgres() as conn:
             conn.execute(statement)
+            for group in step.detail.get("revoke", []):
+                conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+                    sql.Identifier(str(group)), sql.Identifier(self.role)))
 
 
 @dataclass(frozen=True)
@@ -166,11 +193,61 @@ class TenantDatabase:
         exists = database_exists(session, self.database)
         with session.postgres() as conn:
             if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, owner))
+                # Born closed to every connection: PUBLIC's default CONNECT is revoked
+                # before anyone (even a superuser) can use it.
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ALLOW_CONNECTIONS false"
+                                     ).format(db, owner))
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, owner))
             conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
             conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, owner))
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(db))
 
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+@dataclass(frozen=True)
+class MaintenanceClosed:
+    """The cluster's maintenance databases refuse PUBLIC's CONNECT (host-wide, idempotent).
+
+    Postgres grants CONNECT on ``postgres`` and ``template1`` to PUBLIC, so every tenant role
+    could open a session there (and list every other tenant's database and role). Revoking
+    it leaves superusers (omni's admin) unaffected; any other non-tenant role that needs
+    those databases must be granted CONNECT explicitly.
+    """
+
+    key: str = "postgres.maintenance"
+
+    def observe(self, session: HostSession) -> tuple[str, ...]:
+        with session.postgres() as conn:
+            rows = conn.execute(
+                "SELECT datname, datacl::text[] FROM pg_database WHERE datname = ANY(%s)",
+                (list(MAINTENANCE_DATABASES),),
+            ).fetchall()
+        return tuple(
+            str(name) for name, acl in rows
+            if public_can_connect([str(a) for a in acl] if isinstance(acl, list) else None)
+        )
+
+    def plan(self, current: tuple[str, ...]) -> list[Step]:
+        if not current:
+            return [noop(self.key, "maintenance databases closed to PUBLIC")]
+        return [Step(
+            self.key, Verb.UPDATE,
+            f"revoke PUBLIC's CONNECT on {', '.join(current)} (tenant roles reach only "
+            "their own database)",
+            tuple(FieldChange(f"{name}.public_connect", "granted", "revoked") for name in current),
+            detail={"databases": list(current)},
+        )]
+
+    def apply(self, session: HostSession, step: Step) -> None:
+        from psycopg import sql
+
+        with session.postgres() as conn:
+            for name in step.detail.get("databases", []):
+                conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC")
+                             .format(sql.Identifier(str(name))))

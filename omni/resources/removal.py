@@ -7,7 +7,6 @@ gone is a no-op, so a destroy killed half-way is finished by running it again.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
 from omni.nginx import NGINX_LOCK, NGINX_LOCK_WAIT_SECONDS, nginx_error_line
 from omni.resources.postgres import database_exists, role_exists
+from omni.tenant.dumps import pg_dump, verify_dump
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
@@ -29,8 +29,9 @@ def _delete(key: str, what: str, before: str) -> list[Step]:
 class DatabaseDump:
     """A final ``pg_dump`` of the tenant database, kept on the host (0600) before deletion.
 
-    Runs on the host with a temporary 0600 passfile, so no password is ever on a command
-    line; the passfile is removed whatever happens.
+    Taken and read back by :mod:`omni.tenant.dumps` (0600, a temporary passfile, so no
+    password on a command line); a dump that does not read back fails the step, and so the
+    destroy, before anything is removed.
     """
 
     database: str
@@ -39,7 +40,6 @@ class DatabaseDump:
     pg_host: str
     pg_port: int
     dump_path: str
-    passfile_path: str
     key: str = "postgres.dump"
 
     def observe(self, session: HostSession) -> bool:
@@ -58,45 +58,16 @@ class DatabaseDump:
         ]
 
     def apply(self, session: HostSession, step: Step) -> None:
-        transport = session.transport
-        directory = self.dump_path.rsplit("/", 1)[0]
-        transport.run(["mkdir", "-p", "-m", "700", directory])
-        # A passfile left by a killed destroy of this tenant holds the admin password.
-        leftovers = posixpath.basename(self.passfile_path).rsplit("-", 1)[0] + "-*.pgpass"
-        transport.run(
-            ["find", directory, "-maxdepth", "1", "-name", leftovers, "-type", "f", "-delete"]
+        pg_dump(
+            session.transport,
+            pg_host=self.pg_host,
+            pg_port=self.pg_port,
+            database=self.database,
+            user=self.user,
+            password=self.password,
+            path=self.dump_path,
         )
-        fields = (self.pg_host, str(self.pg_port), self.database, self.user, self.password)
-        line = ":".join(_pgpass_escape(f) for f in fields) + "\n"
-        transport.write_file(self.passfile_path, line.encode(), mode=0o600)
-        try:
-            transport.run(
-                [
-                    # umask first: the dump is private from its first byte.
-                    "sh",
-                    "-c",
-                    'umask 077 && exec "$@"',
-                    "sh",
-                    "env",
-                    f"PGPASSFILE={self.passfile_path}",
-                    "pg_dump",
-                    "--format=custom",
-                    "--no-password",
-                    f"--host={self.pg_host}",
-                    f"--port={self.pg_port}",
-                    f"--username={self.user}",
-                    f"--file={self.dump_path}",
-                    self.database,
-                ],
-                timeout=1800,
-                secrets=[self.password],
-            )
-        finally:
-            transport.remove_file(self.passfile_path)
-
-
-def _pgpass_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+        verify_dump(session.transport, self.dump_path)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ PORTS_LOCK = "ports"
 LOCK_WAIT_SECONDS = 60.0
 
 Registry = dict[str, dict[str, int]]
+STANDBY = "standby_app_port"
 
 
 def registry_path(host: Host) -> str:
@@ -52,7 +53,11 @@ def parse_registry(raw: bytes | None) -> Registry:
     try:
         data = json.loads(raw)
         return {
-            str(slug): {"app_port": int(p["app_port"]), "redis_port": int(p["redis_port"])}
+            str(slug): {
+                "app_port": int(p["app_port"]),
+                "redis_port": int(p["redis_port"]),
+                **({STANDBY: int(p[STANDBY])} if p.get(STANDBY) else {}),
+            }
             for slug, p in data.items()
         }
     except (ValueError, TypeError, KeyError, AttributeError):
@@ -73,13 +78,7 @@ def choose_ports(
     inventory) and anything listening on the host. Raises ``InvalidInput`` on a clash or a
     full range.
     """
-    others: dict[int, str] = {}
-    for slug, ports in registry.items():
-        if slug != tenant.slug:
-            others.update({port: slug for port in ports.values()})
-    for other in inventory_tenants:
-        if other.slug != tenant.slug and other.host == tenant.host:
-            others.update({p: other.slug for p in (other.app_port, other.redis_port) if p})
+    others, _ = _taken_by_others(tenant, registry, inventory_tenants)
     known = registry.get(tenant.slug, {})
     app_port = tenant.app_port or known.get("app_port")
     redis_port = tenant.redis_port or known.get("redis_port")
@@ -125,13 +124,77 @@ def allocate_ports(
     with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
         registry, (app_port, redis_port) = choose()
         wanted = {"app_port": app_port, "redis_port": redis_port}
+        standby = tenant.standby_app_port or registry.get(tenant.slug, {}).get(STANDBY)
+        if standby:
+            wanted[STANDBY] = standby
         if registry.get(tenant.slug) != wanted:
             registry[tenant.slug] = wanted
-            session.transport.run(["mkdir", "-p", "-m", "700", host.state_dir])
-            session.transport.write_file(
-                path, json.dumps(registry, indent=2, sort_keys=True).encode() + b"\n", mode=0o600
-            )
+            _write_registry(session, host, registry)
         return app_port, redis_port
+
+
+def _write_registry(session: HostSession, host: Host, registry: Registry) -> None:
+    session.transport.run(["mkdir", "-p", "-m", "700", host.state_dir])
+    session.transport.write_file(
+        registry_path(host),
+        json.dumps(registry, indent=2, sort_keys=True).encode() + b"\n",
+        mode=0o600,
+    )
+
+
+def allocate_standby_port(session: HostSession, inventory: Inventory, tenant: Tenant) -> int:
+    """The tenant's standby app port (blue/green): kept if it has one (its file, else the
+    host's registry), else the lowest free port of the host's ``app_ports`` range, recorded
+    in the registry under the host's ports lock. Raises ``InvalidInput`` when the range is
+    full."""
+    host = inventory.host(tenant.host)
+    with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
+        registry = parse_registry(session.transport.read_file(registry_path(host)))
+        mine = registry.get(tenant.slug, {})
+        standby = tenant.standby_app_port or mine.get(STANDBY)
+        if standby is None:
+            _, taken = _taken_by_others(tenant, registry, inventory.tenants.values())
+            taken |= listening_ports(session.transport.run(["ss", "-Htln"]).text())
+            taken |= {p for p in (tenant.app_port, tenant.redis_port) if p}
+            standby = first_free(host.app_ports, taken)
+            if standby is None:
+                raise InvalidInput(
+                    f"host {host.name}: app_ports range is full (a deploy needs a second "
+                    "port per tenant); widen it in hosts.yaml", field="app_ports",
+                )
+        if mine.get(STANDBY) != standby and tenant.app_port and tenant.redis_port:
+            registry[tenant.slug] = {"app_port": tenant.app_port,
+                                     "redis_port": tenant.redis_port, STANDBY: standby}
+            _write_registry(session, host, registry)
+        return standby
+
+
+def record_swap(session: HostSession, host: Host, tenant: Tenant) -> None:
+    """Record the tenant's ports after a blue/green switch (``app_port`` is the live one)."""
+    with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
+        registry = parse_registry(session.transport.read_file(registry_path(host)))
+        entry = {"app_port": tenant.app_port, "redis_port": tenant.redis_port}
+        if tenant.standby_app_port:
+            entry[STANDBY] = tenant.standby_app_port
+        registry[tenant.slug] = {k: int(v) for k, v in entry.items() if v}
+        _write_registry(session, host, registry)
+
+
+def _taken_by_others(
+    tenant: Tenant, registry: Mapping[str, Mapping[str, int]], inventory_tenants: Iterable[Tenant]
+) -> tuple[dict[int, str], set[int]]:
+    others: dict[int, str] = {}
+    for slug, ports in registry.items():
+        if slug != tenant.slug:
+            others.update({port: slug for port in ports.values()})
+    for other in inventory_tenants:
+        if other.slug != tenant.slug and other.host == tenant.host:
+            others.update({
+                p: other.slug
+                for p in (other.app_port, other.redis_port, other.standby_app_port)
+                if p
+            })
+    return others, set(others)
 
 
 def release_ports(session: HostSession, host: Host, slug: str) -> None:
@@ -140,6 +203,4 @@ def release_ports(session: HostSession, host: Host, slug: str) -> None:
     with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
         registry = parse_registry(session.transport.read_file(path))
         if registry.pop(slug, None) is not None:
-            session.transport.write_file(
-                path, json.dumps(registry, indent=2, sort_keys=True).encode() + b"\n", mode=0o600
-            )
+            _write_registry(session, host, registry)

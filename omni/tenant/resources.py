@@ -7,11 +7,11 @@ import hashlib
 from typing import Any
 
 from omni.engine.resource import Resource
-from omni.render import render
+from omni.render import render, seal
 from omni.resources.containers import TenantContainer
 from omni.resources.files import ManagedFile
 from omni.resources.migrations import Migrations
-from omni.resources.postgres import TenantDatabase, TenantRole
+from omni.resources.postgres import MaintenanceClosed, TenantDatabase, TenantRole
 from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
 from omni.tenant.spec import TenantSpec
 
@@ -20,11 +20,13 @@ REDIS_CONF_IN_CONTAINER = "/usr/local/etc/redis/omni.conf"
 
 
 def render_env_file(spec: TenantSpec) -> str:
-    return render("medusa/medusa.env.j2", slug=spec.slug, host=spec.host.name, env=medusa_env(spec))
+    return seal(
+        render("medusa/medusa.env.j2", slug=spec.slug, host=spec.host.name, env=medusa_env(spec))
+    )
 
 
 def render_redis_conf(spec: TenantSpec) -> str:
-    return render(
+    return seal(render(
         "medusa/redis.conf.j2",
         slug=spec.slug,
         host=spec.host.name,
@@ -32,29 +34,40 @@ def render_redis_conf(spec: TenantSpec) -> str:
         port=spec.redis_port,
         password=spec.secrets.redis_password,
         maxmemory=REDIS_MAXMEMORY,
+    ))
+
+
+def migrations_resource(spec: TenantSpec) -> Migrations:
+    """Medusa's migrations for the tenant's image, in a one-off container."""
+    return Migrations(
+        container_name=spec.migrate_container,
+        image=spec.tenant.image,
+        command=tuple(spec.tenant.migrate_command),
+        env=medusa_env(spec),
+        labels=spec.labels("migrate"),
+        marker_path=spec.migrated_marker_path,
+        redact=spec.redactor().text,
     )
 
 
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
-    """Role, database, files, Redis, migrations, app, certificate, vhost: in apply order."""
+    """Secrets, role, database, files, Redis, migrations, app, certificate, vhost, admin
+    user, publishable key: in apply order."""
     from omni.resources.certificate import Certificate
     from omni.resources.vhost import Vhost
+    from omni.tenant.onboarding import onboarding_resources
+    from omni.tenant.secrets_file import SecretsFile
 
     shown = dataclasses.replace(spec, secrets=masked_secrets())
-    redact = spec.redactor().text
     env = medusa_env(spec)
     env_file = render_env_file(spec)
     redis_conf = render_redis_conf(spec)
     return [
-        ManagedFile(
-            key="tenant.secrets",
-            path=spec.secrets_path,
-            content=spec.secrets.to_json(),
-            mode=0o600,
-            display=shown.secrets.to_json().decode(),
-        ),
+        # Keeps the admin invite/password fields medusa.admin writes (see SecretsFile).
+        SecretsFile(path=spec.secrets_path, secrets=spec.secrets),
         TenantRole(role=spec.role_name, password=spec.secrets.db_password),
         TenantDatabase(database=spec.db_name, owner=spec.role_name),
+        MaintenanceClosed(),
         ManagedFile(
             key="medusa.env",
             path=spec.env_path,
@@ -85,15 +98,7 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             user=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
             ready_on=(spec.bind_address, spec.redis_port),
         ),
-        Migrations(
-            container_name=spec.migrate_container,
-            image=spec.tenant.image,
-            command=tuple(spec.tenant.migrate_command),
-            env=env,
-            labels=spec.labels("migrate"),
-            marker_path=spec.migrated_marker_path,
-            redact=redact,
-        ),
+        migrations_resource(spec),
         TenantContainer(
             key="medusa.app",
             name=spec.app_container,
@@ -104,4 +109,6 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
         ),
         Certificate(spec),
         Vhost(spec),
+        # Admin user and publishable key: last, so a failure there leaves the shop served.
+        *onboarding_resources(spec),
     ]

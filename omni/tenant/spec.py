@@ -12,6 +12,7 @@ from omni.inventory.models import Host, Tenant
 from omni.redact import Redactor
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.secrets_store import secrets_path
+from omni.tenant.storefront import storefront_path
 
 # Postgres truncates identifiers at 63 bytes; slugs are at most 40 chars, so this fits.
 _DB_PREFIX = "tenant_"
@@ -69,6 +70,19 @@ class TenantSpec:
     @property
     def migrate_container(self) -> str:
         return f"omni-{self.slug}-migrate"
+
+    @property
+    def onboard_container(self) -> str:
+        return f"omni-{self.slug}-onboard"
+
+    @property
+    def onboard_script_path(self) -> str:
+        """omni's onboarding script for ``medusa exec`` (no secret in it)."""
+        return f"{self.state_dir}/onboard.js"
+
+    @property
+    def storefront_path(self) -> str:
+        return storefront_path(self.host, self.slug)
 
     @property
     def vhost_path(self) -> str:

@@ -111,21 +111,32 @@ def _disabled_host_key_algorithms(pins: Sequence[paramiko.PKey]) -> list[str]:
 
 
 class _RejectUnpinned:
-    """Built lazily as a ``paramiko.RejectPolicy`` subclass (paramiko loads lazily)."""
+    """Built lazily as a ``paramiko.MissingHostKeyPolicy`` (paramiko loads lazily).
+
+    paramiko's host-key store keeps one key per type and host name, so two pins of one type
+    (the normal state during a key rotation) cannot both live there. The store is left
+    empty and this policy decides instead: a presented key equal to any pin is accepted
+    (nothing is added anywhere); anything else is refused.
+    """
 
     @staticmethod
-    def make(host_name: str) -> paramiko.MissingHostKeyPolicy:
+    def make(host_name: str, pins: Sequence[paramiko.PKey]) -> paramiko.MissingHostKeyPolicy:
         import paramiko
 
-        class RejectUnpinned(paramiko.RejectPolicy):
+        class RejectUnpinned(paramiko.MissingHostKeyPolicy):
             def missing_host_key(
                 self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-            ) -> NoReturn:
+            ) -> None:
+                if any(pin == key for pin in pins):
+                    return
+                seen = f"{key.get_name()} {fingerprint(key)}"
+                if any(pin.get_name() == key.get_name() for pin in pins):
+                    reason = f"host key changed: server presented {seen}, which does not " \
+                        "match the pinned key"
+                else:
+                    reason = f"unknown host key {seen}; not pinned in the inventory"
                 raise HostKeyMismatch(
-                    f"host {host_name}: unknown host key {key.get_name()} "
-                    f"{fingerprint(key)}; not pinned in the inventory",
-                    host=host_name,
-                    fingerprint=fingerprint(key),
+                    f"host {host_name}: {reason}", host=host_name, fingerprint=fingerprint(key)
                 )
 
         return RejectUnpinned()
@@ -157,12 +168,9 @@ class SSHTransport:
         _quiet_paramiko()
         pins = parse_pins(host)
         client = paramiko.SSHClient()
-        # No load_system_host_keys(): the inventory is the only source of trust.
-        store = client.get_host_keys()
-        name = known_hosts_name(host.address, host.port)
-        for key in pins:
-            store.add(name, key.get_name(), key)
-        client.set_missing_host_key_policy(_RejectUnpinned.make(host.name))
+        # No load_system_host_keys() and an empty store: the inventory's pins, checked by
+        # the policy, are the only source of trust.
+        client.set_missing_host_key_policy(_RejectUnpinned.make(host.name, pins))
         where = f"host {host.name} ({host.user}@{host.address}:{host.port})"
         if host.identity is None:
             raise AuthenticationFailed(
@@ -389,22 +397,30 @@ class SSHTransport:
         ) from None
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        """Atomically replace ``path``: temp file in the same dir, chmod, write, rename."""
+        """Atomically replace ``path``: a temp file in a private (0700) directory beside it,
+        chmod, write, rename into place."""
         self._sftp_call(f"writing {path}", lambda: self._write_file(path, data, mode))
 
     def _write_file(self, path: str, data: bytes, mode: int) -> None:
         sftp = self._sftp_client()
         directory, name = posixpath.split(path)
-        tmp = posixpath.join(directory, f".{name}.omni-tmp-{_secrets.token_hex(6)}")
+        # The file is born inside a fresh 0700 directory: SFTP creates it with the server's
+        # default mode before our chmod, and nobody but us may see it in that moment.
+        private = posixpath.join(directory, f".omni-tmp-{_secrets.token_hex(6)}")
+        tmp = posixpath.join(private, name)
         try:
-            # Empty and chmod-ed before any byte lands, so secrets are never world-readable.
-            with sftp.open(tmp, "wbx") as handle:
-                sftp.chmod(tmp, mode)
-                handle.write(data)
-            sftp.posix_rename(tmp, path)
+            sftp.mkdir(private, mode=0o700)
+            try:
+                with sftp.open(tmp, "wbx") as handle:
+                    sftp.chmod(tmp, mode)
+                    handle.write(data)
+                sftp.posix_rename(tmp, path)
+            finally:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
+                with contextlib.suppress(OSError):
+                    sftp.rmdir(private)
         except OSError as exc:
-            with contextlib.suppress(Exception):
-                sftp.remove(tmp)
             self._raise_file_error(f"cannot write {path}", exc)
 
     def remove_file(self, path: str) -> None:

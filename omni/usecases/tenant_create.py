@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from omni import validation
+from omni.audit import AuditContext, audited
 from omni.engine.engine import (
     ApplyFailed,
     NullProgress,
@@ -30,6 +31,7 @@ from omni.engine.engine import (
 )
 from omni.engine.step import redacted
 from omni.errors import HealthGateFailed, InvalidInput, StepFailed
+from omni.hosts.lock import check_wait_seconds
 from omni.inventory.checks import cross_file_problems
 from omni.inventory.loader import Inventory, describe_validation_error, load_inventory, save_tenant
 from omni.inventory.models import Tenant
@@ -40,7 +42,7 @@ from omni.tenant.resources import tenant_resources
 from omni.tenant.secrets_store import load_or_generate_secrets
 from omni.tenant.spec import TenantSpec
 from omni.usecases.outcomes import apply_failure
-from omni.usecases.sessions import SessionOpener, open_host_session
+from omni.usecases.sessions import SessionOpener, SessionOptions, open_host_session
 
 if TYPE_CHECKING:
     from omni.engine.resource import Resource
@@ -55,8 +57,10 @@ class CreateRequest:
     host: str | None = None
     domains: tuple[str, ...] = ()
     image: str | None = None
+    admin_email: str | None = None  # the shop owner, invited as Medusa admin user
     dry_run: bool = False
     expect_plan: str | None = None  # refuse to apply if the plan's fingerprint differs
+    wait_seconds: float = 0.0  # how long to wait for the tenant lock (0: fail at once)
 
 
 def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant, bool]:
@@ -70,6 +74,7 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
             for name, given, have in (
                 ("--host", request.host, existing.host),
                 ("--image", request.image, existing.image),
+                ("--admin-email", request.admin_email, existing.admin_email),
             )
             if given is not None and given != have
         ]
@@ -80,7 +85,7 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
                 f"{', '.join(conflicts)}: tenant {request.slug!r} already exists in "
                 f"{inventory.tenant_file(request.slug)} with other values; edit that file "
                 "(or omit the options) to change it",
-                field=conflicts[0].lstrip("-"),
+                field=conflicts[0].lstrip("-").replace("-", "_"),
             )
         return existing, False
     missing = [
@@ -104,6 +109,7 @@ def resolve_tenant(request: CreateRequest, inventory: Inventory) -> tuple[Tenant
                 "host": request.host,
                 "domains": list(request.domains),
                 "image": request.image,
+                **({"admin_email": request.admin_email} if request.admin_email else {}),
             }
         )
     except ValidationError as exc:
@@ -138,6 +144,7 @@ def _check_given_options(request: CreateRequest) -> None:
         ("SLUG", validation.check_slug, request.slug),
         ("--host", validation.check_host_name, request.host),
         ("--image", validation.check_image, request.image),
+        ("--admin-email", validation.check_email, request.admin_email),
     ]
     checks += [("--domain", validation.check_domain, domain) for domain in request.domains]
     for option, check, value in checks:
@@ -146,7 +153,9 @@ def _check_given_options(request: CreateRequest) -> None:
         try:
             check(value)
         except ValueError as exc:
-            raise InvalidInput(f"{option}: {exc}", field=option.lstrip("-").lower()) from None
+            field = option.lstrip("-").lower().replace("-", "_")
+            raise InvalidInput(f"{option}: {exc}", field=field) from None
+    check_wait_seconds(request.wait_seconds, "--wait")
 
 
 def _option_error(exc: ValidationError) -> str:
@@ -156,6 +165,7 @@ def _option_error(exc: ValidationError) -> str:
         ("host", "--host"),
         ("domains", "--domain"),
         ("image", "--image"),
+        ("admin_email", "--admin-email"),
     ):
         if line.startswith(field):
             return option + line[len(field) :].lstrip(".0123456789")
@@ -169,17 +179,24 @@ def create_tenant(
     open_session: SessionOpener | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    audit: AuditContext | None = None,
+    sessions: SessionOptions | None = None,
 ) -> Result:
-    """Converge the tenant; see the module docstring. Raises ``OmniError`` subclasses."""
+    """Converge the tenant; see the module docstring. Raises ``OmniError`` subclasses.
+    A real run (not a dry run) appends an entry to the host's audit log with ``audit``."""
     progress = progress or NullProgress()
+    started = audit.now() if audit else None
     inventory = load_inventory(inventory_path)
     tenant, is_new = resolve_tenant(request, inventory)
     host = inventory.host(tenant.host)
-    session = open_host_session(inventory, host.name, open_session)
+    session = open_host_session(inventory, host.name, open_session, sessions)
     try:
         # A dry run takes no lock: it must leave no trace on the host, not even a lock file.
-        lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
-        with lock:
+        lock = nullcontext() if request.dry_run else session.lock(
+            f"tenant-{tenant.slug}", request.wait_seconds, purpose=f"{COMMAND} {tenant.slug}"
+        )
+        with lock, audited(audit, session, command=COMMAND, tenants=[tenant.slug],
+                           enabled=not request.dry_run, started=started) as entry:
             secrets = load_or_generate_secrets(session, host, tenant.slug)
             app_port, redis_port = allocate_ports(
                 session, inventory, tenant, reserve=not request.dry_run
@@ -194,11 +211,13 @@ def create_tenant(
                 "host": host.name,
                 "url": spec.public_url,
                 "domains": list(tenant.domains),
+                "admin_email": tenant.admin_email,
                 "app_port": app_port,
                 "redis_port": redis_port,
                 "plan_fingerprint": plan.fingerprint(),
                 "dry_run": request.dry_run,
             }
+            entry.plan_fingerprint = plan.fingerprint()
             if request.expect_plan and request.expect_plan != plan.fingerprint():
                 raise InvalidInput(
                     f"--expect-plan: the plan changed since it was reviewed "
@@ -209,7 +228,9 @@ def create_tenant(
                 return _redacted(Result.success(COMMAND, data=data, steps=plan.steps), redact)
             if is_new or inventory.tenants[tenant.slug] != tenant:
                 data["inventory_file"] = str(save_tenant(inventory.path, tenant))
-            return _redacted(_apply(session, plan, resources, spec, data, progress), redact)
+            return entry.done(
+                _redacted(_apply(session, plan, resources, spec, data, progress), redact)
+            )
     finally:
         session.close()
 

@@ -1,6 +1,9 @@
 """Use case: remove a tenant from its host (``omni tenant destroy SLUG --yes``).
 
-Takes a final ``pg_dump`` (kept in the host's dump dir), then removes the vhost, the
+Takes a final backup: into the host's offsite restic repository, app stopped and read
+back, when the host has ``backup`` settings (:mod:`omni.backup.final`); else a final
+``pg_dump`` kept in the host's dump dir. Nothing is removed unless it succeeded. Then it
+removes the vhost, the
 containers, the certificate, the database, the role and the tenant's state, and finally
 its inventory file. Refuses without ``confirmed``; ``dry_run`` shows what would go.
 Idempotent: a destroy killed half-way is finished by running it again.
@@ -15,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omni.audit import AuditContext, audited
 from omni.engine.engine import ApplyFailed, NullProgress, Progress, apply_plan, plan_resources
 from omni.errors import InvalidInput, StepFailed
+from omni.hosts.lock import check_wait_seconds
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
 from omni.resources.removal import (
@@ -31,7 +36,7 @@ from omni.tenant.ports import release_ports
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.spec import TenantSpec
 from omni.usecases.outcomes import apply_failure
-from omni.usecases.sessions import SessionOpener, open_host_session
+from omni.usecases.sessions import SessionOpener, SessionOptions, open_host_session
 
 if TYPE_CHECKING:
     from omni.engine.resource import Resource
@@ -44,24 +49,36 @@ class DestroyRequest:
     slug: str
     confirmed: bool = False
     dry_run: bool = False
+    wait_seconds: float = 0.0  # how long to wait for the tenant lock (0: fail at once)
+
+
+def final_backup(spec: TenantSpec, admin_password: str, stamp: str) -> Resource[Any]:
+    """Offsite into the host's restic repository when it has ``backup`` settings (see
+    :mod:`omni.backup.final`); else the local final dump in ``dump_dir``."""
+    host = spec.host
+    if host.backup is not None:
+        from omni.backup.final import OffsiteFinalBackup
+
+        return OffsiteFinalBackup(spec.tenant, spec.db_name, spec.app_container,
+                                  host.backup.repository, spec.now)
+    return DatabaseDump(
+        database=spec.db_name,
+        user=host.postgres.admin_user,
+        password=admin_password,
+        pg_host=host.postgres.host,
+        pg_port=host.postgres.port,
+        dump_path=f"{host.postgres.dump_dir}/{spec.slug}-{stamp}.dump",
+    )
 
 
 def removal_resources(spec: TenantSpec, admin_password: str, stamp: str) -> list[Resource[Any]]:
     host = spec.host
-    dump_dir = host.postgres.dump_dir
     return [
-        DatabaseDump(
-            database=spec.db_name,
-            user=host.postgres.admin_user,
-            password=admin_password,
-            pg_host=host.postgres.host,
-            pg_port=host.postgres.port,
-            dump_path=f"{dump_dir}/{spec.slug}-{stamp}.dump",
-            passfile_path=f"{dump_dir}/.{spec.slug}-{stamp}.pgpass",
-        ),
+        final_backup(spec, admin_password, stamp),
         VhostAbsent(path=spec.vhost_path, nginx=host.nginx),
         ContainerAbsent("medusa.app", spec.app_container),
         ContainerAbsent("medusa.migrations", spec.migrate_container),
+        ContainerAbsent("medusa.onboard", spec.onboard_container),  # left by a killed run
         ContainerAbsent("redis.container", spec.redis_container),
         PathAbsent("acme.certificate", spec.cert_dir),
         DatabaseAbsent(spec.db_name),
@@ -77,7 +94,13 @@ def destroy_tenant(
     open_session: SessionOpener | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    audit: AuditContext | None = None,
+    sessions: SessionOptions | None = None,
 ) -> Result:
+    """Destroy the tenant; see the module docstring. Raises ``OmniError`` subclasses.
+    A real run (not a dry run) appends an entry to the host's audit log with ``audit``."""
+    started = audit.now() if audit else None
+    check_wait_seconds(request.wait_seconds, "--wait")
     inventory = load_inventory(inventory_path)
     tenant = inventory.tenants.get(request.slug)
     if tenant is None:
@@ -91,11 +114,14 @@ def destroy_tenant(
             field="yes",
         )
     host = inventory.host(tenant.host)
-    session = open_host_session(inventory, host.name, open_session)
+    session = open_host_session(inventory, host.name, open_session, sessions)
     now = clock()
     try:
-        lock = nullcontext() if request.dry_run else session.lock(f"tenant-{tenant.slug}")
-        with lock:
+        lock = nullcontext() if request.dry_run else session.lock(
+            f"tenant-{tenant.slug}", request.wait_seconds, purpose=f"{COMMAND} {tenant.slug}"
+        )
+        with lock, audited(audit, session, command=COMMAND, tenants=[tenant.slug],
+                           enabled=not request.dry_run, started=started) as entry:
             raw_password = session.transport.read_file(host.postgres.admin_password_file)
             if raw_password is None:
                 raise StepFailed(f"host {host.name}: admin password file is missing")
@@ -126,15 +152,24 @@ def destroy_tenant(
                     lambda text: text.replace(admin_password, "********"),
                 )
             except ApplyFailed as exc:
-                return apply_failure(COMMAND, exc, data)
+                return entry.done(apply_failure(COMMAND, exc, data))
             dumps = [
                 s.changes[0].after
                 for s in plan.steps
                 if s.resource == "postgres.dump" and s.changing
             ]
             data["dump"] = dumps[0] if dumps else None
+            offsite = getattr(resources[0], "taken", None)
+            if host.backup is None:
+                data["final_backup"] = (f"local dump {data['dump']} (host {host.name} has no "
+                                        "`backup` settings: nothing went offsite)")
+            elif offsite:
+                data["backup"] = dict(offsite)
+                data["final_backup"] = (f"snapshot {offsite['snapshot']} in "
+                                        f"{offsite['repository']}, read back "
+                                        f"({offsite['entries']} entries)")
             release_ports(session, host, tenant.slug)
             inventory.tenant_file(tenant.slug).unlink(missing_ok=True)
-            return Result.success(COMMAND, data=data, steps=plan.steps)
+            return entry.done(Result.success(COMMAND, data=data, steps=plan.steps))
     finally:
         session.close()

@@ -94,8 +94,13 @@ def show_tenant(inventory_path: Path, slug: str) -> Result:
     row["url"] = f"https://{tenant.domains[0]}"
     row["env_overrides"] = sorted(tenant.env)  # keys only: values may be sensitive
     from omni.hosts.session import HostSession
+    from omni.tenant.storefront import read_storefront, storefront_path
 
     with HostSession(host) as session:
+        # Public by design (every storefront page carries it); the admin invite is not shown.
+        storefront = read_storefront(session.transport, storefront_path(host, slug))
+        row["admin_email"] = tenant.admin_email
+        row["publishable_key"] = storefront.publishable_key if storefront else None
         row["containers"] = [
             {
                 "name": c.name,
