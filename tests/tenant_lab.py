@@ -151,3 +151,16 @@ def host_snapshot(session: Any) -> dict[str, Any]:
 
 def tenant_containers(session: Any, slug: str) -> list[str]:
     return sorted(c.name for c in session.docker().list_containers({"omni.tenant": slug}))
+
+
+def strip_backups(inventory: Path) -> Path:
+    """Remove every host's ``backup`` settings from ``inventory``'s hosts.yaml (in place):
+    tenants there keep the local final dump on destroy."""
+    import yaml
+
+    path = inventory / "hosts.yaml"
+    data = yaml.safe_load(path.read_text())
+    for host in data["hosts"].values():
+        host.pop("backup", None)
+    path.write_text(yaml.safe_dump(data))
+    return inventory

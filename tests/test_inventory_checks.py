@@ -116,3 +116,69 @@ def test_collect_inventory_reports_cross_file_problems_with_real_file_paths(
                and str(inv / "hosts.yaml") in p for p in problems)
     assert any(str(inv / "tenants/bb.yaml") in p and str(inv / "tenants/aa.yaml") in p
                for p in problems)
+
+
+# Exact messages, one row per rule and kind (a reworded message is a visible change).
+EXACT: list[tuple[str, dict[str, Tenant], list[str]]] = [
+    ("unknown-host", by_slug(tenant("aa", host="hetzner")),
+     ["tenants/aa.yaml: host: unknown host 'hetzner' (hosts.yaml defines: dev, netcup)"]),
+    ("duplicate-domain", by_slug(tenant("aa", domains=("a.example.com",)),
+                                 tenant("bb", domains=("b.example.com", "a.example.com"))),
+     ["tenants/bb.yaml: domains.1: 'a.example.com' is already used by tenant 'aa' "
+      "(tenants/aa.yaml); a domain belongs to one tenant"]),
+    ("port-clash-other", by_slug(tenant("aa", app_port=9005), tenant("bb", redis_port=9005)),
+     ["tenants/bb.yaml: redis_port: 9005 is outside host 'dev''s redis_ports range "
+      "6400-6499 (hosts.yaml)",
+      "tenants/bb.yaml: redis_port: port 9005 on host 'dev' is already used by tenant 'aa' "
+      "(tenants/aa.yaml) as app_port; each port on a host belongs to one service"]),
+    ("port-clash-itself", by_slug(tenant("aa", app_port=9009, standby_app_port=9009)),
+     ["tenants/aa.yaml: standby_app_port: port 9009 on host 'dev' is already used by itself "
+      "as app_port; each port on a host belongs to one service"]),
+    ("standby-clashes-with-other-app", by_slug(tenant("aa", app_port=9010),
+                                               tenant("bb", standby_app_port=9010)),
+     ["tenants/bb.yaml: standby_app_port: port 9010 on host 'dev' is already used by tenant "
+      "'aa' (tenants/aa.yaml) as app_port; each port on a host belongs to one service"]),
+    ("app-port-out-of-range", by_slug(tenant("aa", app_port=8080)),
+     ["tenants/aa.yaml: app_port: 8080 is outside host 'dev''s app_ports range 9000-9099 "
+      "(hosts.yaml)"]),
+    ("standby-out-of-range", by_slug(tenant("aa", app_port=9000, standby_app_port=9100)),
+     ["tenants/aa.yaml: standby_app_port: 9100 is outside host 'dev''s standby_app_ports "
+      "range 9000-9099 (hosts.yaml)"]),
+    ("range-edges-are-inside", by_slug(tenant("aa", app_port=9000, standby_app_port=9099,
+                                              redis_port=6499),
+                                       tenant("bb", app_port=9001, redis_port=6400)), []),
+    # A tenant on an unknown host is reported once, and the tenants after it still get
+    # their range checks.
+    ("unknown-host-then-out-of-range", by_slug(tenant("aa", host="ghost", app_port=1),
+                                               tenant("bb", redis_port=7000)),
+     ["tenants/aa.yaml: host: unknown host 'ghost' (hosts.yaml defines: dev, netcup)",
+      "tenants/bb.yaml: redis_port: 7000 is outside host 'dev''s redis_ports range "
+      "6400-6499 (hosts.yaml)"]),
+]
+
+
+@pytest.mark.parametrize(("case", "tenants", "expected"), EXACT, ids=[c[0] for c in EXACT])
+def test_cross_file_messages_are_exact(case: str, tenants: dict[str, Tenant],
+                                      expected: list[str]) -> None:
+    problems = cross_file_problems(HOSTS, tenants, hosts_file="hosts.yaml", file_of=file_of)
+    assert problems == expected
+
+
+def test_unknown_host_with_no_hosts_defined_says_so() -> None:
+    problems = unknown_hosts({}, by_slug(tenant("aa")), hosts_file="hosts.yaml",
+                             file_of=file_of)
+    assert problems == [
+        "tenants/aa.yaml: host: unknown host 'dev' (hosts.yaml defines: no hosts)"
+    ]
+
+
+def test_rules_report_in_slug_order_and_every_rule_is_combined() -> None:
+    tenants = {t.slug: t for t in (tenant("zz", host="ghost"), tenant("aa", host="ghost"))}
+    assert unknown_hosts(HOSTS, tenants, hosts_file="h", file_of=file_of) == [
+        "tenants/aa.yaml: host: unknown host 'ghost' (h defines: dev, netcup)",
+        "tenants/zz.yaml: host: unknown host 'ghost' (h defines: dev, netcup)",
+    ]
+    both = by_slug(tenant("aa", host="ghost", domains=("d.example.com",), app_port=8000),
+                   tenant("bb", domains=("d.example.com",), app_port=8000))
+    problems = cross_file_problems(HOSTS, both, hosts_file="h", file_of=file_of)
+    assert [p.split(": ")[1] for p in problems] == ["host", "app_port", "domains.0"]

@@ -264,8 +264,11 @@ def test_no_generated_secret_appears_in_any_output(
 
 
 def test_destroy_keeps_a_dump_and_removes_everything_else(
-    inventory: Path, netcup_host: Host, session: Callable[[Host], Any]
+    tmp_path: Path, netcup_host: Host, session: Callable[[Host], Any]
 ) -> None:
+    # A host without `backup` settings: the final dump stays local (tests/test_backup_lab.py
+    # covers the offsite one).
+    inventory = tl.strip_backups(tl.copy_lab_inventory(tmp_path / "inventory"))
     slug = tl.unique_slug("gone")
     created = _create(inventory, slug, netcup_host)
     assert created.code == 0, created.stderr
@@ -275,6 +278,7 @@ def test_destroy_keeps_a_dump_and_removes_everything_else(
     run = tl.omni(inventory, "--json", "tenant", "destroy", slug, "--yes")
     assert run.code == 0, run.stderr
     dump = run.envelope()["data"]["dump"]
+    assert "no `backup` settings" in run.envelope()["data"]["final_backup"]
     s = session(netcup_host)
     assert s.transport.run(["stat", "-c", "%a %s", dump]).text().split()[0] == "600"
     assert tl.tenant_containers(s, slug) == []

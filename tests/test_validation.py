@@ -6,6 +6,7 @@ value below is one that could break out of one of those contexts or confuse a re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -68,8 +69,10 @@ ADDRESS_BAD = ["", "-oProxyCommand=id", "host;id", "$(id)", "host name", "Host.E
 
 
 def _cases(check: Callable[[str], str], ok: list[str], bad: list[str]) -> list[object]:
-    return [pytest.param(check, value, True, id=f"{check.__name__}-ok-{value!r}")
-            for value in ok] + [
+    cases: list[object] = [
+        pytest.param(check, value, True, id=f"{check.__name__}-ok-{value!r}") for value in ok
+    ]
+    return cases + [
         pytest.param(check, value, False, id=f"{check.__name__}-bad-{value!r}") for value in bad
     ]
 
@@ -134,3 +137,142 @@ def test_the_longest_slug_fits_a_postgres_identifier_with_room_for_suffixes() ->
     longest = "a" * 40
     assert v.check_slug(longest)
     assert len(longest.encode()) + len("_app_ro") < 63
+
+
+# --- Boundaries, exact messages and independent lists (mutation-tested: `make mutation`) ---
+
+DOMAIN_253 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+DOMAIN_254 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62])
+
+
+def test_domain_length_boundary_is_253_characters() -> None:
+    assert (len(DOMAIN_253), len(DOMAIN_254)) == (253, 254)
+    assert v.check_domain(DOMAIN_253) == DOMAIN_253
+    with pytest.raises(ValueError, match=r"^must be at most 253 characters$"):
+        v.check_domain(DOMAIN_254)
+
+
+def test_image_length_boundary_is_255_characters() -> None:
+    assert v.check_image("a" * 255) == "a" * 255
+    with pytest.raises(ValueError, match="must be a Docker image reference"):
+        v.check_image("a" * 256)
+
+
+# A name whose last label is all digits reads as an IPv4 address to resolvers and browsers,
+# whatever the other labels look like; digits elsewhere are fine.
+IP_LIKE = ["1.2.3.4", "127.1", "shop.123", "a.b.255", "example.1", "shop.example.0",
+           "a-b.c.4294967295"]
+NOT_IP_LIKE = ["a.1.com", "1.example.com", "123.example.com", "1a.example.com", "shop.1a",
+               "a.b.c1"]
+
+
+@pytest.mark.parametrize("value", IP_LIKE)
+def test_ip_like_names_are_refused_as_domains(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^must be a hostname, not an IP address$"):
+        v.check_domain(value)
+
+
+@pytest.mark.parametrize("value", NOT_IP_LIKE)
+def test_digits_outside_the_last_label_are_a_hostname(value: str) -> None:
+    assert v.check_domain(value) == value
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (v.check_domain, "bücher.example",
+         f"must be ASCII (use the punycode xn-- form); rule: {v.DOMAIN_RULE}"),
+        (v.check_domain, "Shop.example.com", f"must be lowercase; rule: {v.DOMAIN_RULE}"),
+        (v.check_domain, "shop.example.com.", f"must not end with a dot; rule: {v.DOMAIN_RULE}"),
+        (v.check_domain, "example", f"must be {v.DOMAIN_RULE}"),
+        (v.check_domain, "a..b", f"must be {v.DOMAIN_RULE}"),
+        (v.check_domain, "10.0.0.1", "must be a hostname, not an IP address"),
+        (v.check_slug, "A", f"must be {v.SLUG_RULE}"),
+        (v.check_host_name, "A", f"must be {v.HOST_NAME_RULE}"),
+        (v.check_image, "A", f"must be {v.IMAGE_RULE}"),
+        (v.check_env_key, "a", f"must be {v.ENV_KEY_RULE}"),
+        (v.check_env_value, "a\nb", "must be one line (no newline, carriage return or NUL)"),
+        (v.check_env_value, "a\x00", "must be one line (no newline, carriage return or NUL)"),
+        (v.check_address, "host;id", "must be an IP address or a hostname"),
+        (v.check_address, "10.0.0.256", "must be an IP address or a hostname"),
+        (v.check_email, "A@example.com", f"must be {v.EMAIL_RULE}"),
+        (v.check_email, "a@localhost", f"must be {v.EMAIL_RULE}"),
+        (v.check_env_key_not_reserved, "PORT", "is set by omni itself and cannot be overridden"),
+    ],
+)
+def test_rejection_message_is_exact(check: Callable[[str], str], value: str,
+                                    message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$") as info:
+        check(value)
+    assert str(info.value) == message
+    assert info.value.__cause__ is None
+
+
+def test_rule_texts_say_what_is_allowed() -> None:
+    assert v.DOMAIN_RULE.startswith("a lowercase ASCII hostname")
+    assert "at most 63" in v.DOMAIN_RULE
+    assert "2-40" in v.SLUG_RULE
+    assert "1-32" in v.HOST_NAME_RULE
+
+
+@pytest.mark.parametrize("value", ["X", "XX", "X marks the spot", "\t", "tab\tvalue", "\\n"])
+def test_env_value_refuses_only_line_breaks_and_nul(value: str) -> None:
+    assert v.check_env_value(value) == value
+
+
+EMAIL_OK = ["ops@example.com", "a@b.co", "first.last+tag@mail.example.org", "a_b%c@x-y.example",
+            "o-p@example.com", f"{'a' * 64}@example.com", "a.@example.com"]
+EMAIL_BAD = ["", "ops", "@example.com", "ops@", "Ops@example.com", "ops@Example.com",
+             ".ops@example.com", "-ops@example.com", "ops@localhost", "ops@example.com.",
+             "ops@@example.com", "a@b@example.com", "ops@127.0.0.1", "ops@-x.example.com",
+             f"{'a' * 65}@example.com", "ops example@example.com", "ops@example.com\n",
+             "ops;id@example.com", "op's@example.com", "ops@exa_mple.com"]
+
+
+@pytest.mark.parametrize("value", EMAIL_OK)
+def test_email_accepted(value: str) -> None:
+    assert v.check_email(value) == value
+
+
+@pytest.mark.parametrize("value", EMAIL_BAD)
+def test_email_rejected_with_the_rule(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^must be a lowercase e-mail address") as info:
+        v.check_email(value)
+    assert str(info.value) == f"must be {v.EMAIL_RULE}"
+
+
+# Written out here, not read from v.RESERVED_ENV_KEYS: a key dropped from the code's set
+# must make this test fail (a tenant could then override DATABASE_URL or a secret).
+RESERVED_LITERAL = [
+    "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "COOKIE_SECRET", "PORT", "HOST",
+    "MEDUSA_BACKEND_URL", "NODE_ENV", "STORE_CORS", "ADMIN_CORS", "AUTH_CORS",
+]
+
+
+@pytest.mark.parametrize("key", RESERVED_LITERAL)
+def test_each_reserved_key_from_an_independent_list_is_refused(key: str) -> None:
+    with pytest.raises(ValueError, match=r"^is set by omni itself and cannot be overridden$"):
+        v.check_env_key_not_reserved(key)
+
+
+def test_every_key_omni_derives_for_medusa_is_reserved() -> None:
+    from omni.tenant.environment import medusa_env
+    from tests.factories import make_spec
+
+    derived = set(medusa_env(make_spec(env={})))
+    assert derived == set(RESERVED_LITERAL)
+    assert set(RESERVED_LITERAL) == v.RESERVED_ENV_KEYS
+
+
+@pytest.mark.parametrize("key", ["PORTS", "HOSTNAME", "DATABASE_URL_RO", "MY_PORT", "port"])
+def test_near_misses_of_reserved_keys_are_not_reserved(key: str) -> None:
+    if key.isupper():
+        assert v.check_env_key_not_reserved(key) == key
+    else:
+        with pytest.raises(ValueError, match="uppercase"):
+            v.check_env_key_not_reserved(key)
+
+
+@pytest.mark.parametrize("value", ["localhost", "::", "fe80::1", "192.0.2.1", "a.b"])
+def test_address_accepts_ip_hostname_or_localhost(value: str) -> None:
+    assert v.check_address(value) == value

@@ -1,15 +1,12 @@
-"""The Windmill steps in windmill_scripts/ and the runner they exec (omni/windmill_step.py).
+"""The Windmill steps in windmill_scripts/ and the runner they call (omni/windmill_step.py).
 
-- ``validate.sh windmill``: bash -n, shellcheck, ``wmill lint`` (Windmill's own schemas for
-  flows and schedules) and check_metadata.py (schemas match Windmill's own bash parser; each
-  step ends with ``exec omni-windmill-step``).
-- The real ``omni`` CLI through the step scripts and ``omni-windmill-step``, on the example
-  inventory (these commands contact no server): the envelope is the step result, the exit
-  status propagates.
-- A stub ``omni`` (via ``OMNI_BIN``) to check argument passing and quoting, and the handling
-  of the SSH key read from a Windmill variable. The stub stands in for omni, never for a server;
-  the loopback HTTP server stands in for the Windmill variables API only to test our key file
-  handling (0600, private HOME, removed afterwards, never printed).
+- ``validate.sh windmill``: shellcheck on inline bash, ``gen_steps.py --check`` (each Python
+  step and its ``.script.yaml`` equal what Windmill's own parser infers), ``wmill lint`` and
+  ``check_metadata.py`` (tags, imports, approvals, failure handlers, schedules); mutations
+  that each check must catch.
+- The Python steps run as Windmill runs them (``main(**args)``) against the real ``omni``
+  on the example inventory (commands that contact no server), and against a stub ``omni``
+  (via ``OMNI_BIN``) to check argv building, exit status and the SSH key handling.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = REPO / "windmill_scripts" / "f" / "omni"
@@ -59,28 +57,181 @@ def validation_tools() -> None:
         pytest.skip(reason)
 
 
+GEN = [sys.executable, str(REPO / "windmill_scripts" / "gen_steps.py")]
+NODE_MODULES = (
+    Path(os.environ.get("OMNI_TOOLS_CACHE", "/var/cache/omni-tools")) / "npm" / "node_modules"
+)
+sys.path.insert(0, str(REPO / "windmill_scripts"))
+import check_metadata  # noqa: E402
+import gen_steps  # noqa: E402
+
+
 def test_validate_windmill_folder_passes(validation_tools: None) -> None:
     done = subprocess.run(
         ["bash", str(VALIDATE), "windmill"], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
+    assert "Windmill's own Python parser" in done.stderr
     assert "wmill lint" in done.stderr
     assert "check_metadata.py" in done.stderr
 
 
-def test_validate_rejects_a_flow_input_the_step_does_not_have(
-    validation_tools: None, tmp_path: Path
-) -> None:
+def _copy(tmp_path: Path) -> Path:
     copy = tmp_path / "windmill_scripts"
     shutil.copytree(REPO / "windmill_scripts", copy)
-    flow = copy / "f" / "omni" / "onboard_tenant.flow" / "flow.yaml"
-    flow.write_text(flow.read_text().replace("expect_plan:", "expect_plann:", 1))
     (tmp_path / ".venv").symlink_to(REPO / ".venv")
-    done = subprocess.run(
-        ["bash", str(copy / "validate.sh"), "windmill"], capture_output=True, text=True, timeout=600
+    return copy
+
+
+def _validate(copy: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(copy / "validate.sh"), "windmill"], capture_output=True, text=True,
+        timeout=600,
     )
+
+
+def test_a_schema_that_differs_from_windmills_parser_fails(
+    validation_tools: None, tmp_path: Path
+) -> None:
+    copy = _copy(tmp_path)
+    step = copy / "f" / "omni" / "restart.py"
+    step.write_text(step.read_text().replace('"app", "redis", "all"', '"app", "redis"'))
+    done = _validate(copy)
     assert done.returncode != 0
-    assert "unknown inputs ['expect_plann']" in done.stdout
+    assert "f/omni/restart.py: stale" in done.stdout
+
+
+def test_every_step_schema_is_windmills_own_inference(validation_tools: None) -> None:
+    """The committed .script.yaml files are exactly what gen_steps derives from the
+    parser's output (validate.sh runs the same --check)."""
+    done = subprocess.run([*GEN, str(NODE_MODULES), "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_omni_command_has_a_step() -> None:
+    commands = {" ".join(s.command) for s in gen_steps.STEPS}
+    assert commands >= {
+        "inventory check", "hosts check", "plan", "tenant create", "tenant destroy",
+        "tenant list", "tenant show", "tenant credentials", "health-check", "migrate-all",
+        "restart", "certs renew", "deploy", "rollback", "releases", "history", "backup run",
+        "backup list", "backup verify", "backup restore",
+    }
+
+
+def test_scripts_never_make_windmill_install_a_package() -> None:
+    """Windmill infers requirements from imports: only the standard library, never `omni`
+    (PyPI's unrelated package); the worker image provides our omni executable."""
+    for script in STEPS.rglob("*.py"):
+        assert check_metadata.stdlib_only(script) == [], script
+        assert "requirements:" not in script.read_text()
+    bad = STEPS.parent.parent / "bad.py"
+    try:
+        bad.write_text("import omni\nimport requests\n")
+        problems = check_metadata.stdlib_only(bad)
+    finally:
+        bad.unlink()
+    assert len(problems) == 2 and "imports omni" in problems[0]
+
+
+def test_every_step_runs_on_the_omni_worker_group() -> None:
+    for meta in STEPS.glob("*.script.yaml"):
+        assert yaml.safe_load(meta.read_text())["tag"] == "omni", meta
+
+
+# --- flow and schedule invariants (check_metadata.py on mutated copies) ---
+
+
+def _problems(tmp_path: Path, mutate: Any) -> list[str]:
+    copy = tmp_path / "ws"
+    shutil.copytree(REPO / "windmill_scripts", copy)
+    mutate(copy / "f" / "omni")
+    sigs = {"f/omni/" + str(p.relative_to(copy / "f" / "omni")): [
+        {"name": n, "default": None} for n in ("what", "checked", "failed")]
+        for p in (copy / "f" / "omni").rglob("*.sh")}
+    return check_metadata.check_all(copy, sigs)
+
+
+def _edit(path: Path, edit: Any) -> None:
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_committed_flows_and_schedules_pass_the_invariants(tmp_path: Path) -> None:
+    assert _problems(tmp_path, lambda folder: None) == []
+
+
+@pytest.mark.parametrize("flow", ["onboard_tenant", "rollout"])
+def test_removing_the_approval_fails(tmp_path: Path, flow: str) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / f"{flow}.flow" / "flow.yaml", lambda d: d["value"].__setitem__(
+            "modules", [m for m in d["value"]["modules"] if m["id"] != "approval"]))
+    assert any("without an approval" in p for p in _problems(tmp_path, drop))
+
+
+def test_self_approval_or_no_group_fails(tmp_path: Path) -> None:
+    def allow_self(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            approval = next(m for m in d["value"]["modules"] if m["id"] == "approval")
+            approval["suspend"]["self_approval_disabled"] = False
+        _edit(folder / "onboard_tenant.flow" / "flow.yaml", edit)
+    assert any("not the one who started" in p for p in _problems(tmp_path, allow_self))
+
+
+def test_apply_without_the_approved_fingerprint_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            create = next(m for m in d["value"]["modules"] if m["id"] == "create")
+            del create["value"]["input_transforms"]["expect_plan"]
+        _edit(folder / "onboard_tenant.flow" / "flow.yaml", edit)
+    assert any("expect_plan" in p for p in _problems(tmp_path, drop))
+
+
+def test_a_missing_failure_handler_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "backup_nightly.flow" / "flow.yaml",
+              lambda d: d["value"].pop("failure_module"))
+    assert any("failure_module" in p for p in _problems(tmp_path, drop))
+
+
+@pytest.mark.parametrize(("cron", "path", "message"), [
+    ("*/5 * * * *", "f/omni/health_sweep", "6 fields"),
+    ("0 61 * * * *", "f/omni/health_sweep", "out of range"),
+    ("0 */5 * * * *", "f/omni/no_such_flow", "is not a flow here"),
+])
+def test_a_bad_schedule_fails(tmp_path: Path, cron: str, path: str, message: str) -> None:
+    def edit(folder: Path) -> None:
+        _edit(folder / "health_sweep.schedule.yaml", lambda d: d.update(
+            schedule=cron, script_path=path))
+    assert any(message in p for p in _problems(tmp_path, edit))
+
+
+def test_a_schedule_without_paging_fails(tmp_path: Path) -> None:
+    def edit(folder: Path) -> None:
+        _edit(folder / "certs_renew_daily.schedule.yaml", lambda d: d.pop("on_failure"))
+    assert any("on_failure must be" in p for p in _problems(tmp_path, edit))
+
+
+def test_every_flow_has_a_schedule_or_is_started_by_people() -> None:
+    schedules = {yaml.safe_load(p.read_text())["script_path"]
+                 for p in STEPS.glob("*.schedule.yaml")}
+    assert schedules == {"f/omni/health_sweep", "f/omni/backup_nightly",
+                         "f/omni/backup_verify_monthly", "f/omni/certs_renew_daily"}
+
+
+# --- the steps, run as Windmill runs them: main(**args) in the job directory ---
+
+RUN_MAIN = """
+import json, runpy, sys
+main = runpy.run_path(sys.argv[1])["main"]
+try:
+    result = main(**json.loads(sys.argv[2]))
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(1)
+print("RESULT " + json.dumps(result))
+"""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -90,16 +241,19 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_step(name: str, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Runs a step as Windmill's bash executor does: `bash main.sh ARGS...` in the job dir."""
+def run_step(name: str, args: dict[str, Any], cwd: Path, **env: str
+             ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(STEPS / f"{name}.sh"), *args],
-        cwd=cwd,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", RUN_MAIN, str(STEPS / f"{name}.py"), json.dumps(args)],
+        cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120,
     )
+
+
+def result_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    assert isinstance(result, dict)
+    return result
 
 
 def last_line_json(stdout: str) -> dict[str, Any]:
@@ -108,52 +262,39 @@ def last_line_json(stdout: str) -> dict[str, Any]:
     return result
 
 
-# --- the real omni CLI, on the example inventory (no server is contacted) ---
-
-
 def test_inventory_check_step_returns_the_envelope(tmp_path: Path) -> None:
-    done = run_step("inventory_check", [str(INVENTORY)], tmp_path)
+    done = run_step("inventory_check", {"inventory": str(INVENTORY),
+                                        "ssh_key_variable": "none"}, tmp_path)
     assert done.returncode == 0, done.stderr
-    envelope = last_line_json(done.stdout)
-    assert envelope["omni"] == 1
-    assert envelope["command"] == "inventory check"
+    envelope = result_of(done)
+    assert envelope["omni"] == 1 and envelope["command"] == "inventory check"
     assert envelope["status"] == "success"
-    assert json.loads((tmp_path / "result.json").read_text()) == envelope
 
 
 def test_inventory_check_step_reads_omni_inventory_from_the_worker(tmp_path: Path) -> None:
-    done = run_step("inventory_check", [], tmp_path, OMNI_INVENTORY=str(INVENTORY))
+    done = run_step("inventory_check", {"ssh_key_variable": "none"}, tmp_path,
+                    OMNI_INVENTORY=str(INVENTORY))
     assert done.returncode == 0, done.stderr
-    assert set(last_line_json(done.stdout)["data"]["hosts"]) == {"dev", "netcup"}
+    assert set(result_of(done)["data"]["hosts"]) == {"dev", "netcup"}
 
 
-def test_inventory_check_step_fails_with_omnis_exit_status(tmp_path: Path) -> None:
+def test_a_failing_command_fails_the_step_with_omnis_error_lines(tmp_path: Path) -> None:
     broken = tmp_path / "inventory"
     shutil.copytree(INVENTORY, broken)
-    (broken / "tenants" / "bad-port.yaml").write_text(
-        "slug: bad-port\nhost: nowhere\ndomains: [x.example.com]\nimage: medusa-store:1\n"
+    (broken / "tenants" / "bad-host.yaml").write_text(
+        "slug: bad-host\nhost: nowhere\ndomains: [x.example.com]\nimage: medusa-store:1\n"
     )
-    job = tmp_path / "job"
-    job.mkdir()
-    done = run_step("inventory_check", [str(broken)], job)
-    assert done.returncode == 2
-    envelope = last_line_json(done.stdout)
-    assert envelope["status"] == "error"
-    assert envelope["errors"][0]["code"].startswith("invalid")
-    assert "error[" in done.stderr
-
-
-def test_step_without_an_inventory_is_refused(tmp_path: Path) -> None:
-    done = run_step("inventory_check", [], tmp_path)
-    assert done.returncode == 2
-    assert "inventory:" in done.stderr
-    assert not (tmp_path / "result.json").exists()
+    done = run_step("inventory_check", {"inventory": str(broken), "ssh_key_variable": "none"},
+                    tmp_path)
+    assert done.returncode == 1
+    assert "RuntimeError: omni inventory check failed (exit 2): error[" in done.stderr
 
 
 def test_tenant_list_step_without_probes(tmp_path: Path) -> None:
-    done = run_step("tenant_list", ["true", str(INVENTORY), "none"], tmp_path)
+    done = run_step("tenant_list", {"no_probe": True, "inventory": str(INVENTORY),
+                                    "ssh_key_variable": "none"}, tmp_path)
     assert done.returncode == 0, done.stderr
-    slugs = {t["slug"] for t in last_line_json(done.stdout)["data"]["tenants"]}
+    slugs = {t["slug"] for t in result_of(done)["data"]["tenants"]}
     assert slugs == {p.stem for p in (INVENTORY / "tenants").glob("*.yaml")}
 
 
@@ -197,105 +338,56 @@ def recorded(stub: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def test_tenant_create_passes_each_value_as_one_argument(
+@pytest.mark.parametrize(("name", "args", "argv"), [
+    ("tenant_create", {"slug": "--evil; $(touch pwned)", "host": "dev",
+                       "domains": ["a.example.com", "$(touch${IFS}pwned4)"], "image": "m:1",
+                       "dry_run": True},
+     ["tenant", "create", "--host=dev", "--domain=a.example.com",
+      "--domain=$(touch${IFS}pwned4)", "--image=m:1", "--dry-run", "--",
+      "--evil; $(touch pwned)"]),
+    ("tenant_create", {"slug": "acme", "expect_plan": "abc", "wait": 5.0},
+     ["tenant", "create", "--expect-plan=abc", "--wait=5.0", "--", "acme"]),
+    ("restart", {"every": True, "service": "redis", "parallel": 2, "keep_going": True},
+     ["restart", "--all", "--service=redis", "--parallel=2", "--keep-going", "--"]),
+    ("deploy", {"image": "m:2", "slugs": ["a", "b"], "expect_plan": "f1"},
+     ["deploy", "--image=m:2", "--expect-plan=f1", "--", "a", "b"]),
+    ("rollback", {"slug": "a", "restore_db": False}, ["rollback", "--no-restore-db", "--", "a"]),
+    ("tenant_destroy", {"slug": "a", "confirm": "a"}, ["tenant", "destroy", "--yes", "--", "a"]),
+    ("migrate_all", {"tenants": ["a"], "host": "dev"},
+     ["migrate-all", "--tenant=a", "--host=dev"]),
+    ("plan", {"slugs": ["a"]}, ["plan", "--format=markdown", "--", "a"]),
+    ("history", {}, ["history", "--"]),
+    ("backup_verify", {"every": True, "read_data_subset": 5.0},
+     ["backup", "verify", "--all", "--read-data-subset=5.0", "--"]),
+])
+def test_step_inputs_become_omni_arguments(
+    tmp_path: Path, stub: dict[str, str], name: str, args: dict[str, Any], argv: list[str]
+) -> None:
+    done = run_step(name, {**args, "inventory": "/inv", "ssh_key_variable": "none"},
+                    tmp_path, **stub)
+    assert done.returncode == 0, done.stderr
+    assert recorded(stub)["argv"] == ["--inventory=/inv", "--json", *argv]
+    assert result_of(done)["command"] == "stub"
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_a_wrong_confirmation_is_refused_before_omni_runs(
     tmp_path: Path, stub: dict[str, str]
 ) -> None:
-    slug = "--evil; $(touch pwned) `touch pwned2`"
-    args = [
-        slug,
-        "netcup",
-        "a.example.com, b.example.com  c.example.com,--yes,`touch\tpwned3`.x,$(touch${IFS}pwned4)",
-        "img:1 x",
-        "true",
-        "abc123",
-        "/inv dir",
-        "none",
-    ]
-    done = run_step("tenant_create", args, tmp_path, **stub)
-    assert done.returncode == 0, done.stderr
-    assert recorded(stub)["argv"] == [
-        "--inventory=/inv dir",
-        "--json",
-        "tenant",
-        "create",
-        "--host=netcup",
-        "--domain=a.example.com",
-        "--domain=b.example.com",
-        "--domain=c.example.com",
-        "--domain=--yes",
-        "--domain=`touch",
-        "--domain=pwned3`.x",
-        "--domain=$(touch${IFS}pwned4)",
-        "--image=img:1 x",
-        "--dry-run",
-        "--expect-plan=abc123",
-        "--",
-        slug,
-    ]
-    assert not list(tmp_path.glob("pwned*"))
-    assert last_line_json(done.stdout)["status"] == "success"
-
-
-@pytest.mark.parametrize(
-    ("step", "inputs", "expected"),
-    [
-        ("tenant_create", ["acme", "", "", "", "false", "", "/inv", "none"], ["tenant", "create"]),
-        (
-            "tenant_destroy",
-            ["acme", "acme", "false", "/inv", "none"],
-            ["tenant", "destroy", "--yes"],
-        ),
-        (
-            "tenant_destroy",
-            ["acme", "", "true", "/inv", "none"],
-            ["tenant", "destroy", "--dry-run"],
-        ),
-        ("tenant_destroy", ["acme", "other", "", "/inv", "none"], ["tenant", "destroy"]),
-        ("hosts_check", ["dev, netcup", "/inv", "none"], ["hosts", "check", "--", "dev", "netcup"]),
-        ("hosts_check", ["", "/inv", "none"], ["hosts", "check", "--"]),
-        ("tenant_list", ["true", "/inv", "none"], ["tenant", "list", "--no-probe"]),
-        ("tenant_list", ["false", "/inv", "none"], ["tenant", "list"]),
-        ("tenant_show", ["--yes", "/inv", "none"], ["tenant", "show", "--", "--yes"]),
-        ("inventory_check", ["/inv"], ["inventory", "check"]),
-    ],
-)
-def test_step_inputs_become_omni_arguments(
-    tmp_path: Path, stub: dict[str, str], step: str, inputs: list[str], expected: list[str]
-) -> None:
-    """Empty options are left out; `confirm` must repeat the slug to pass --yes."""
-    if step in {"tenant_create", "tenant_destroy"}:
-        expected = [*expected, "--", "acme"]
-    done = run_step(step, inputs, tmp_path, **stub)
-    assert done.returncode == 0, done.stderr
-    assert recorded(stub)["argv"] == ["--inventory=/inv", "--json", *expected]
+    done = run_step("tenant_destroy", {"slug": "a", "confirm": "b", "inventory": "/inv",
+                                       "ssh_key_variable": "none"}, tmp_path, **stub)
+    assert done.returncode == 1
+    assert "confirm: type the slug (a)" in done.stderr
+    assert not Path(stub["STUB_RECORD"]).exists()
 
 
 @pytest.mark.parametrize("status", [1, 3, 4, 5])
-def test_omnis_exit_status_is_the_steps(tmp_path: Path, stub: dict[str, str], status: int) -> None:
-    done = run_step(
-        "tenant_show", ["acme", "/inv", "none"], tmp_path, STUB_EXIT=str(status), **stub
-    )
-    assert done.returncode == status
-    # Windmill merges stderr into stdout: the envelope must still be the last line.
-    assert last_line_json(done.stdout)["status"] == "error"
-    assert (tmp_path / "result.json").is_file()
-
-
-@pytest.mark.parametrize(
-    ("step", "inputs", "field"),
-    [
-        ("tenant_create", ["acme", "", "", "", "yes", "", "/inv", "none"], "dry_run"),
-        ("tenant_destroy", ["acme", "acme", "True", "/inv", "none"], "dry_run"),
-        ("tenant_list", ["1", "/inv", "none"], "no_probe"),
-    ],
-)
-def test_a_bad_boolean_is_refused_before_omni_runs(
-    tmp_path: Path, stub: dict[str, str], step: str, inputs: list[str], field: str
-) -> None:
-    done = run_step(step, inputs, tmp_path, **stub)
-    assert done.returncode == 2
-    assert f'error[invalid_input]: {field}: must be "true" or "false"' in done.stderr
-    assert not Path(stub["STUB_RECORD"]).exists()
+def test_omnis_failure_fails_the_step(tmp_path: Path, stub: dict[str, str], status: int) -> None:
+    done = run_step("tenant_show", {"slug": "a", "inventory": "/inv",
+                                    "ssh_key_variable": "none"}, tmp_path,
+                    STUB_EXIT=str(status), **stub)
+    assert done.returncode == 1
+    assert f"failed (exit {status})" in done.stderr
 
 
 class _VariableApi(http.server.BaseHTTPRequestHandler):
@@ -350,13 +442,12 @@ def variable_api() -> Iterator[dict[str, str]]:
 def test_ssh_key_variable_becomes_a_private_0600_file_removed_afterwards(
     tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str], status: int
 ) -> None:
-    args = ["acme", "/inv", "f/omni/ssh_private_key"]
-    done = run_step("tenant_show", args, tmp_path, STUB_EXIT=str(status), **stub, **variable_api)
-    assert done.returncode == status, done.stderr
-    assert last_line_json(done.stdout)["status"] == ("error" if status else "success")
+    args = {"slug": "acme", "inventory": "/inv", "ssh_key_variable": "f/omni/ssh_private_key"}
+    done = run_step("tenant_show", args, tmp_path, STUB_EXIT=str(status), **stub,
+                    **variable_api)
+    assert done.returncode == (1 if status else 0), done.stderr
     seen = recorded(stub)
     assert "WM_TOKEN" not in seen["env"], "omni must not get the job token"
-    assert "BASE_INTERNAL_URL" in seen["env"]
     assert seen["key_mode"] == 0o600
     assert seen["key_sha256"] == hashlib.sha256(KEY.encode()).hexdigest()
     home = Path(seen["home"])
@@ -374,25 +465,25 @@ def test_ssh_key_variable_becomes_a_private_0600_file_removed_afterwards(
         ("f/omni/missing", "cannot read Windmill variable f/omni/missing"),
         ("f/omni/not_a_key", "does not hold an SSH private key"),
         ("f/../etc/passwd", "is not a Windmill variable path"),
+        ("f/omni/redirect", "cannot read Windmill variable f/omni/redirect (HTTP 302)"),
     ],
 )
 def test_a_bad_ssh_key_variable_stops_the_step_before_omni(
-    tmp_path: Path,
-    stub: dict[str, str],
-    variable_api: dict[str, str],
-    variable: str,
+    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str], variable: str,
     message: str,
 ) -> None:
-    done = run_step("tenant_show", ["acme", "/inv", variable], tmp_path, **stub, **variable_api)
-    assert done.returncode == 2
+    done = run_step("tenant_show", {"slug": "acme", "inventory": "/inv",
+                                    "ssh_key_variable": variable}, tmp_path, **stub,
+                    **variable_api)
+    assert done.returncode == 1
     assert message in done.stderr
     assert not Path(stub["STUB_RECORD"]).exists()
     assert "hello" not in done.stdout + done.stderr
 
 
 def test_ssh_key_variable_outside_windmill_is_refused(tmp_path: Path, stub: dict[str, str]) -> None:
-    done = run_step("tenant_show", ["acme", "/inv", "f/omni/ssh_private_key"], tmp_path, **stub)
-    assert done.returncode == 2
+    done = run_step("tenant_show", {"slug": "acme", "inventory": "/inv"}, tmp_path, **stub)
+    assert done.returncode == 1
     assert "not running on a Windmill worker" in done.stderr
 
 
@@ -407,44 +498,29 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> N
 def test_cancelling_the_step_removes_the_key(
     tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
 ) -> None:
-    """Windmill cancels a job with SIGTERM: the runner (exec'd by bash) still cleans up."""
+    """Windmill cancels a job with SIGTERM: the step passes it on, the runner cleans up."""
     release = tmp_path / "release"
+    args = {"slug": "acme", "inventory": "/inv", "ssh_key_variable": "f/omni/ssh_private_key"}
     proc = subprocess.Popen(
-        ["bash", str(STEPS / "tenant_show.sh"), "acme", "/inv", "f/omni/ssh_private_key"],
-        cwd=tmp_path,
-        env=_env(STUB_WAIT=str(release), **stub, **variable_api),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", RUN_MAIN, str(STEPS / "tenant_show.py"), json.dumps(args)],
+        cwd=tmp_path, env=_env(STUB_WAIT=str(release), **stub, **variable_api),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         _wait_for(Path(stub["STUB_RECORD"]), proc)
         home = Path(recorded(stub)["home"])
         assert (home / ".ssh" / "omni_deploy").is_file()
         proc.send_signal(signal.SIGTERM)
-        release.touch()  # lets an orphaned stub end at once if the runner died uncleanly
+        release.touch()
         out, err = proc.communicate(timeout=60)
     finally:
         release.touch()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode != 0
     assert not home.exists()
-    assert not (tmp_path / "result.json").exists()
     assert "c2VjcmV0LWtleS1tYXRlcmlhbA" not in out + err
-
-
-def test_a_redirect_is_not_followed_with_the_token(
-    tmp_path: Path, stub: dict[str, str], variable_api: dict[str, str]
-) -> None:
-    done = run_step(
-        "tenant_show", ["acme", "/inv", "f/omni/redirect"], tmp_path, **stub, **variable_api
-    )
-    assert done.returncode == 2
-    assert "cannot read Windmill variable f/omni/redirect (HTTP 302)" in done.stderr
-    assert _VariableApi.seen_auth == ["Bearer job-token-xyz"]
-    assert not Path(stub["STUB_RECORD"]).exists()
 
 
 def test_runner_runs_as_a_module_and_refuses_unknown_arguments(tmp_path: Path) -> None:
@@ -472,20 +548,9 @@ def test_runner_runs_as_a_module_and_refuses_unknown_arguments(tmp_path: Path) -
     assert last_line_json(good.stdout)["command"] == "inventory check"
 
 
-def test_validate_rejects_a_step_that_does_not_exec_the_runner(
-    validation_tools: None, tmp_path: Path
-) -> None:
-    copy = tmp_path / "windmill_scripts"
-    shutil.copytree(REPO / "windmill_scripts", copy)
-    step = copy / "f" / "omni" / "tenant_show.sh"
-    text = step.read_text().replace(
-        "exec omni-windmill-step", "rm -f result.json\nomni-windmill-step"
-    )
-    step.write_text(text)
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
-    done = subprocess.run(
-        ["bash", str(copy / "validate.sh"), "windmill"], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode != 0
-    assert "tenant_show.sh: must end with `exec omni-windmill-step" in done.stdout
-    assert "tenant_show.sh: uses result.json" in done.stdout
+
+def test_a_flow_input_the_step_does_not_have_fails(tmp_path: Path) -> None:
+    def edit(folder: Path) -> None:
+        flow = folder / "onboard_tenant.flow" / "flow.yaml"
+        flow.write_text(flow.read_text().replace("expect_plan:", "expect_plann:", 1))
+    assert any("unknown inputs ['expect_plann']" in p for p in _problems(tmp_path, edit))

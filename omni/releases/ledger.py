@@ -10,7 +10,9 @@ after; a release whose run died half-way has only ``started`` and reads as
 ``previous_release``, ``config_fingerprint`` (digest of the app's configuration, secrets
 never in clear), ``who``, ``when`` (UTC ISO). ``finished`` adds ``result``
 (succeeded|failed|abandoned|completed), ``dump`` (the verified dump taken before the
-release), ``migrated`` (whether migrations ran), ``detail``.
+release), ``migrated`` (whether migrations ran), ``schema_changed`` (the database schema
+differs after them), ``restored`` (the run put the database back from its dump),
+``detail``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Release:
     config_fingerprint: str = ""
     dump: str | None = None
     migrated: bool = False
+    schema_changed: bool = False  # its migrations changed the schema (and it stayed so)
+    restored: bool = False  # its run restored the database from its dump (undone)
     detail: str = ""
     finished: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +75,8 @@ class Release:
             "finished": self.finished, "who": self.who,
             "previous_image": self.previous_image, "previous_release": self.previous_release,
             "config_fingerprint": self.config_fingerprint, "dump": self.dump,
-            "migrated": self.migrated, "detail": self.detail,
+            "migrated": self.migrated, "schema_changed": self.schema_changed,
+            "restored": self.restored, "detail": self.detail,
         }
 
 
@@ -127,6 +132,9 @@ def fold(events: list[dict[str, Any]]) -> list[Release]:
             config_fingerprint=str(start.get("config_fingerprint", "")),
             dump=end.get("dump") or start.get("dump"),
             migrated=bool(end.get("migrated", False)),
+            # Older records did not measure the schema: take any migration as a change.
+            schema_changed=bool(end.get("schema_changed", end.get("migrated", False))),
+            restored=bool(end.get("restored", False)),
             detail=str(end.get("detail", "")),
             finished=end.get("when"),
         ))
@@ -135,6 +143,13 @@ def fold(events: list[dict[str, Any]]) -> list[Release]:
 
 def releases(transport: Transport, host: Host, slug: str) -> list[Release]:
     return fold(read_events(transport, host, slug))
+
+
+def schema_changes_since(history: list[Release], target: Release) -> list[Release]:
+    """Releases after ``target`` whose migrations changed the schema and were not undone:
+    going back to ``target`` needs the dump taken before the first of them."""
+    since = history[history.index(target) + 1:]
+    return [r for r in since if r.schema_changed and not r.restored]
 
 
 def current(history: list[Release]) -> Release | None:

@@ -143,19 +143,22 @@ def switch_release(
                      user=host.postgres.admin_user, password=session.admin_password(),
                      now=clock())
     data["dump"] = dump.path
-    migrated = False
+    migrated = schema_changed = restored_db = False
     try:
         if will_migrate:
             migrated = True
+            schema_before = _schema_fingerprint(session, live.db_name)
             try:
                 migrations.apply(session, migrate_step)
             except OmniError as exc:
                 restored = restore_database(session, live, dump.path, clock())
+                restored_db = True
                 data["restored_database"] = {"from": dump.path, "replaced": restored.replaced}
                 raise StepFailed(
                     f"migrations of {request.image} failed ({exc.message}); database restored "
                     f"from {dump.path}; {tenant.image} still serving", tenant=tenant.slug,
                 ) from None
+            schema_changed = _schema_fingerprint(session, live.db_name) != schema_before
         _start_beside(session, app, spec)
         if request.restore_dump:
             restored = restore_database(session, live, request.restore_dump, clock())
@@ -167,15 +170,30 @@ def switch_release(
         _switch_upstream(session, spec)
     except OmniError as exc:
         docker.remove(next_container(spec), force=True)
-        finish("failed", exc.message, dump=dump.path, migrated=migrated)
+        finish("failed", exc.message, dump=dump.path, migrated=migrated,
+               schema_changed=schema_changed, restored=restored_db)
         return SwitchReport(release, "failed", exc.message, data, exc)
     save_tenant(inventory.path, target)
     record_swap(session, host, target)
     _retire_old(session, spec)
     _write_env_file(session, spec)
     finish("succeeded", f"{tenant.image} -> {request.image}", dump=dump.path,
-           migrated=migrated)
+           migrated=migrated, schema_changed=schema_changed,
+           restored=request.restore_dump is not None)
     return SwitchReport(release, "succeeded", f"{tenant.image} -> {request.image}", data)
+
+
+def _schema_fingerprint(session: HostSession, database: str) -> str:
+    """A digest of the tenant database's tables and columns (did migrations change it?)."""
+    import hashlib
+
+    with session.postgres(database) as conn:
+        rows = conn.execute(
+            "SELECT table_schema, table_name, column_name, data_type "
+            "FROM information_schema.columns "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3"
+        ).fetchall()
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
 def _record_baseline(session: HostSession, tenant: Tenant, who: str,

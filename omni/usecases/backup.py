@@ -203,20 +203,25 @@ def verify_backups(
 
     def verify_one(session: HostSession, tenant: Tenant) -> Outcome:
         repository_problem = checks.problem(session)
-        entry = ops.choose(ops.list_entries(session, tenant.slug), None, tenant.slug)
-        verified = ops.verify_entry(session, tenant.slug, entry)
-        problems = list(verified.problems)
+        data: dict[str, Any] = {"snapshot": None, "time": None, "tables": None, "rows": None}
+        try:
+            entry = ops.choose(ops.list_entries(session, tenant.slug), None, tenant.slug)
+            data.update(snapshot=entry.dump.short_id, time=entry.dump.time.isoformat())
+            verified = ops.verify_entry(session, tenant.slug, entry)
+            data.update(tables=verified.tables, rows=verified.rows)
+            problems = list(verified.problems)
+        except StepFailed as exc:  # the repository could not give the backup back
+            problems = [exc.message]
         if repository_problem:
             problems.append(repository_problem)
-        data = {"snapshot": verified.snapshot, "time": verified.time,
-                "tables": verified.tables, "rows": verified.rows, "problems": problems}
+        data["problems"] = problems
         if problems:
-            message = f"{tenant.slug}: backup {verified.snapshot} failed verification: " \
-                      + "; ".join(problems[:3])
+            message = (f"{tenant.slug}: backup {data['snapshot'] or '-'} failed "
+                       f"verification: " + "; ".join(problems[:3]))
             return Outcome("failed", "; ".join(problems[:3]), data,
                            error=CheckFailed(message, tenant=tenant.slug))
-        return Outcome("ok", f"snapshot {verified.snapshot} restores: {verified.tables} "
-                       f"tables, {verified.rows} rows as recorded", data)
+        return Outcome("ok", f"snapshot {data['snapshot']} restores: {data['tables']} "
+                       f"tables, {data['rows']} rows as recorded", data)
 
     options = FleetOptions(parallel=request.parallel, lock=False, keep_going=True,
                            purpose=command)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from omni.audit import AuditContext
 from omni.errors import StepFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, TenantResult, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, TenantResult
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import Inventory, load_inventory
 from omni.nginx import NGINX_LOCK, NGINX_LOCK_WAIT_SECONDS, nginx_error_line, wait_live
@@ -76,20 +76,23 @@ def renew_certificates(
 
     options = FleetOptions(lock=not request.dry_run, keep_going=True, purpose=COMMAND,
                            lock_wait_seconds=request.lock_wait_seconds)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, renew_one, pool, options, progress)
-        if renewed:
-            results = _reload_and_verify(inventory, pool, results, renewed)
+
+    def verdict(results: list[TenantResult]) -> dict[str, object]:
         due = sum(1 for r in results if r.status == "ok")
-        verdict = f"{due} certificate(s) renewed" if due and not request.dry_run else (
-            f"{due} certificate(s) due" if due else "nothing to renew: every certificate is "
-            "valid, outside its renewal window and covers its domains")
-        result = fleet_result(COMMAND, results, StepFailed, changed=bool(renewed),
-                              data={"dry_run": request.dry_run, "verdict": verdict})
-        if audit and not request.dry_run:
-            audit.record_fleet(pool, command=COMMAND, results=results, result=result,
-                               started=started)
-    return result
+        if due:
+            said = f"{due} certificate(s) {'due' if request.dry_run else 'renewed'}"
+        else:
+            said = ("nothing to renew: every certificate is valid, outside its renewal "
+                    "window and covers its domains")
+        return {"dry_run": request.dry_run, "verdict": said}
+
+    return run_command(
+        COMMAND, inventory, tenants, renew_one, options, failure=StepFailed, started=started,
+        mutating=not request.dry_run, data=verdict, progress=progress, audit=audit,
+        sessions=sessions, changed=lambda results: bool(renewed),
+        finish=lambda pool, results: (
+            _reload_and_verify(inventory, pool, results, renewed) if renewed else results),
+    )
 
 
 def _reload_and_verify(

@@ -154,18 +154,18 @@ def rollback(
         history = ledger.releases(session.transport, host, tenant.slug)
         undone = ledger.current(history)
         target = _target(history, undone, request.to_release)
-        # Everything since the target went live is undone: failed runs may have migrated.
-        since = history[history.index(target) + 1:]
-        migrated = [r for r in since if r.migrated]
-        dump = next((r.dump for r in since if r.dump), None)
+        changes = ledger.schema_changes_since(history, target)
         restore = request.restore_db
-        if restore is None and migrated:
+        if restore is None and changes:
             refusal.append(InvalidInput(
-                f"--restore-db: release {migrated[-1].release} ({migrated[-1].image}) ran "
-                f"migrations since {target.release}; pass --restore-db to restore the "
-                "database from before it (data written since is lost) or --no-restore-db "
-                "to keep today's data", field="restore_db"))
+                f"--restore-db: release {changes[-1].release} ({changes[-1].image}) changed "
+                f"the database schema since {target.release}; pass --restore-db to restore "
+                "the database from before it (data written since is lost) or "
+                "--no-restore-db to keep today's data", field="restore_db"))
             return Outcome("failed", refusal[-1].message)
+        # The dump taken just before the first schema change since the target (else the
+        # release being undone's own dump) is the database as the target knew it.
+        dump = changes[0].dump if changes else (undone.dump if undone else None)
         if restore and dump is None:
             raise InvalidInput(f"--restore-db: no dump was taken since {target.release}",
                                field="restore_db")
@@ -173,7 +173,7 @@ def rollback(
             "rollback", target.image, request.who, run_migrations=False,
             restore_dump=dump if restore else None, dry_run=request.dry_run)
         report = switch_release(session, inventory, tenant, switch, clock)
-        report.data["undone"] = [r.release for r in since]
+        report.data["undone"] = [r.release for r in history[history.index(target) + 1:]]
         report.data["to"] = target.release
         return _outcome(report)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni.errors import CheckFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, Status, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, Status
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
@@ -56,10 +56,7 @@ def health_check(
         status: Status = "failed" if failing else "warning" if warning else "ok"
         return Outcome(status, detail, {"checks": [c.to_dict() for c in checks]})
 
-    from omni.hosts.session import SessionPool
-
-    with SessionPool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, check_one, pool, FleetOptions(),
-                            progress)
-    return fleet_result(COMMAND, results, CheckFailed, data={"checks": list(CHECKS)},
-                        unreachable_first=True)
+    return run_command(COMMAND, inventory, tenants, check_one, FleetOptions(),
+                       failure=CheckFailed, started=clock(), mutating=False,
+                       data={"checks": list(CHECKS)}, progress=progress,
+                       unreachable_first=True)

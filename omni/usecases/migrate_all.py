@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from omni.audit import AuditContext
 from omni.engine.engine import NullProgress
 from omni.errors import OmniError, StepFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
@@ -91,12 +91,7 @@ def migrate_all(
     options = FleetOptions(parallel=request.parallel, lock=not request.dry_run,
                            lock_wait_seconds=request.lock_wait_seconds,
                            keep_going=True, purpose=COMMAND)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, migrate_one, pool, options, progress)
-        changed = not request.dry_run and any(r.status in {"ok", "failed"} for r in results)
-        result = fleet_result(COMMAND, results, StepFailed, changed=changed,
-                              data={"dry_run": request.dry_run, "force": request.force})
-        if audit and not request.dry_run:
-            audit.record_fleet(pool, command=COMMAND, results=results, result=result,
-                               started=started)
-    return result
+    return run_command(COMMAND, inventory, tenants, migrate_one, options, failure=StepFailed,
+                       started=started, mutating=not request.dry_run,
+                       data={"dry_run": request.dry_run, "force": request.force},
+                       progress=progress, audit=audit, sessions=sessions)

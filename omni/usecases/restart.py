@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Literal
 from omni.audit import AuditContext
 from omni.engine.engine import NullProgress
 from omni.errors import StepFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
@@ -88,12 +88,6 @@ def restart(
     options = FleetOptions(parallel=request.parallel, lock=True,
                            lock_wait_seconds=request.lock_wait_seconds,
                            keep_going=request.keep_going, purpose=COMMAND)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, restart_one, pool, options, progress)
-        changed = any(r.status in {"ok", "failed"} for r in results)
-        result = fleet_result(COMMAND, results, StepFailed, changed=changed,
-                              data={"service": request.service})
-        if audit:
-            audit.record_fleet(pool, command=COMMAND, results=results, result=result,
-                               started=started)
-    return result
+    return run_command(COMMAND, inventory, tenants, restart_one, options, failure=StepFailed,
+                       started=started, mutating=True, data={"service": request.service},
+                       progress=progress, audit=audit, sessions=sessions)

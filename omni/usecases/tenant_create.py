@@ -172,6 +172,48 @@ def _option_error(exc: ValidationError) -> str:
     return line
 
 
+@dataclass(frozen=True)
+class TenantPlan:
+    """What ``tenant create`` would do to one tenant: its spec (ports settled), resources
+    and plan (steps hold masked values; pass them through ``spec.redactor()`` before
+    showing them, as a last line of defence), and the data its result reports."""
+
+    tenant: Tenant
+    spec: TenantSpec
+    resources: list[Resource[Any]]
+    plan: Plan
+    data: dict[str, Any]
+
+
+def plan_tenant(
+    session: HostSession, inventory: Inventory, tenant: Tenant, *, reserve: bool,
+    now: datetime,
+) -> TenantPlan:
+    """Observe and plan every resource of ``tenant`` on its host (``tenant create`` up to
+    its dry-run stop). Reads only unless ``reserve`` (then it records the tenant's ports in
+    the host's registry); takes no lock. A tenant new to the host gets fresh secrets that
+    are never written here (the plan masks them; its fingerprint does not depend on them).
+    Raises ``OmniError`` subclasses (host unreachable, missing image, ...)."""
+    host = inventory.host(tenant.host)
+    secrets = load_or_generate_secrets(session, host, tenant.slug)
+    app_port, redis_port = allocate_ports(session, inventory, tenant, reserve=reserve)
+    tenant = tenant.model_copy(update={"app_port": app_port, "redis_port": redis_port})
+    spec = TenantSpec(tenant, host, secrets, app_port, redis_port, now=now)
+    resources = tenant_resources(spec)
+    plan = plan_resources(session, resources)
+    data = {
+        "tenant": tenant.slug,
+        "host": host.name,
+        "url": spec.public_url,
+        "domains": list(tenant.domains),
+        "admin_email": tenant.admin_email,
+        "app_port": app_port,
+        "redis_port": redis_port,
+        "plan_fingerprint": plan.fingerprint(),
+    }
+    return TenantPlan(tenant, spec, resources, plan, data)
+
+
 def create_tenant(
     request: CreateRequest,
     inventory_path: Path,
@@ -197,26 +239,12 @@ def create_tenant(
         )
         with lock, audited(audit, session, command=COMMAND, tenants=[tenant.slug],
                            enabled=not request.dry_run, started=started) as entry:
-            secrets = load_or_generate_secrets(session, host, tenant.slug)
-            app_port, redis_port = allocate_ports(
-                session, inventory, tenant, reserve=not request.dry_run
-            )
-            tenant = tenant.model_copy(update={"app_port": app_port, "redis_port": redis_port})
-            spec = TenantSpec(tenant, host, secrets, app_port, redis_port, now=clock())
+            planned = plan_tenant(session, inventory, tenant, reserve=not request.dry_run,
+                                  now=clock())
+            tenant, spec, resources, plan = planned.tenant, planned.spec, planned.resources, \
+                planned.plan
             redact = spec.redactor().text
-            resources = tenant_resources(spec)
-            plan = plan_resources(session, resources)
-            data = {
-                "tenant": tenant.slug,
-                "host": host.name,
-                "url": spec.public_url,
-                "domains": list(tenant.domains),
-                "admin_email": tenant.admin_email,
-                "app_port": app_port,
-                "redis_port": redis_port,
-                "plan_fingerprint": plan.fingerprint(),
-                "dry_run": request.dry_run,
-            }
+            data = {**planned.data, "dry_run": request.dry_run}
             entry.plan_fingerprint = plan.fingerprint()
             if request.expect_plan and request.expect_plan != plan.fingerprint():
                 raise InvalidInput(
