@@ -62,7 +62,8 @@ def check_domain(value: str) -> str:
     labels = value.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"must be {DOMAIN_RULE}")
-    if labels[-1].isdigit():
+    # URL parsers read a last label of digits or 0x-hex as IPv4 (WHATWG host parsing).
+    if labels[-1].isdigit() or re.fullmatch(r"0x[0-9a-f]*", labels[-1]):
         raise ValueError("must be a hostname, not an IP address")
     return value
 

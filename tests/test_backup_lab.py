@@ -326,19 +326,22 @@ def test_destroy_refuses_and_touches_nothing_when_the_repository_is_unreachable(
 def test_destroy_backs_up_offsite_and_reads_it_back_before_removing(
     pair: tuple[Path, dict[str, str]], lab_hosts: HostsFile,
 ) -> None:
-    inventory, _ = pair
-    slug = _slug_on(pair, "netcup")
-    host = lab_hosts.hosts["netcup"]
-    run = tl.omni(inventory, "--json", "tenant", "destroy", slug, "--yes")
-    assert run.code == 0, run.stderr
-    data = run.envelope()["data"]
-    assert data["backup"]["snapshot"] and data["backup"]["entries"] > 0
-    assert data["backup"]["snapshot"] in data["final_backup"]
-    with HostSession(host) as s:
-        entries = ops.list_entries(s, slug)
-        assert entries[-1].dump.short_id == data["backup"]["snapshot"]
-        verified = ops.verify_entry(s, slug, entries[-1])
-        assert verified.ok, verified.problems
-        with s.postgres() as conn:
-            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                (_db(slug),)).fetchone() is None
+    inventory, tenants = pair
+    for slug, host_name in tenants.items():
+        host = lab_hosts.hosts[host_name]
+        run = tl.omni(inventory, "--json", "tenant", "destroy", slug, "--yes")
+        assert run.code == 0, run.stderr
+        data = run.envelope()["data"]
+        assert data["backup"]["snapshot"] and data["backup"]["entries"] > 0
+        assert data["backup"]["snapshot"] in data["final_backup"]
+        with HostSession(host) as s:
+            entries = ops.list_entries(s, slug)
+            assert entries[-1].dump.short_id == data["backup"]["snapshot"]
+            verified = ops.verify_entry(s, slug, entries[-1])
+            assert verified.ok, verified.problems
+            with s.postgres() as conn:
+                # The live database, any a restore kept (dev's tenant has one) and the role.
+                assert conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                    (_db(slug) + "%",)).fetchall() == []
+                assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                    (_db(slug),)).fetchone() is None

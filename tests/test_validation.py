@@ -276,3 +276,14 @@ def test_near_misses_of_reserved_keys_are_not_reserved(key: str) -> None:
 @pytest.mark.parametrize("value", ["localhost", "::", "fe80::1", "192.0.2.1", "a.b"])
 def test_address_accepts_ip_hostname_or_localhost(value: str) -> None:
     assert v.check_address(value) == value
+
+
+@pytest.mark.parametrize("name", ["shop.0x1", "1.2.3.0x4", "a.0x", "shop.0xff"])
+def test_a_last_label_a_url_parser_reads_as_ipv4_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        v.check_domain(name)
+
+
+@pytest.mark.parametrize("name", ["shop.0xa1b2.example", "0x1.example", "shop.x0"])
+def test_hex_looking_labels_elsewhere_are_hostnames(name: str) -> None:
+    assert v.check_domain(name) == name

@@ -33,6 +33,10 @@ def js(expr: str) -> dict[str, Any]:
     return {"type": "javascript", "expr": expr}
 
 
+# The inventory at the flow's commit (empty: the worker's inventory path).
+GIT_REF = js("flow_input.git_ref || ''")
+
+
 def static(value: Any) -> dict[str, Any]:
     return {"type": "static", "value": value}
 
@@ -140,15 +144,21 @@ FLOWS: dict[str, dict[str, Any]] = {
                       "default": ""},
         }, ["slug"])),
     "rollout": flow(
-        "Roll out an image: plan per tenant, approval, deploy in parallel, roll back failures",
-        "plan (`deploy --dry-run` per tenant) -> approval (omni-approvers, not the starter) -> "
-        "deploy each tenant with its approved fingerprint, `parallelism` at a time -> roll "
-        "back the tenants whose deploy failed -> fail (and page) if any failed.",
+        "Roll out an image: fleet plan gate, plan per tenant, approval, deploy, roll back failures",
+        "gate (`omni plan --expect-plan` on the inventory at `git_ref`: the fleet plan is still "
+        "the reviewed one) -> plan (`deploy --dry-run` per tenant) -> approval (omni-approvers, "
+        "not the starter) -> deploy each tenant with its approved fingerprint, `parallelism` at "
+        "a time -> roll back the tenants whose deploy failed -> fail (and page) if any failed. "
+        "Every step reads the inventory from git at `git_ref` (the merged commit).",
         [
+            step("gate", "The fleet plan is still the reviewed one: omni plan --expect-plan",
+                 "plan", {"markdown": static(False),
+                          "expect_plan": js("flow_input.expect_fleet_plan || null"),
+                          "git_ref": GIT_REF}, timeout=900, retry=1),
             loop("plan", "Plan: omni deploy --dry-run, per tenant", "flow_input.tenants", [
                 step("plan_tenant", "omni deploy SLUG --dry-run", "deploy", {
                     "image": js("flow_input.image"), "slugs": js("[flow_input.iter.value]"),
-                    "dry_run": static(True)}, timeout=600, retry=1)], 4),
+                    "dry_run": static(True), "git_ref": GIT_REF}, timeout=600, retry=1)], 4),
             inline("plan_ok", "Every tenant planned", "verdict.sh", "bash", {
                 "what": static("plan"), "checked": js("String(flow_input.tenants.length)"),
                 "failed": js("flow_input.tenants.filter((s, i) => !results.plan[i] || "
@@ -160,18 +170,27 @@ FLOWS: dict[str, dict[str, Any]] = {
                 step("deploy_tenant", "omni deploy SLUG --expect-plan", "deploy", {
                     "image": js("flow_input.image"), "slugs": js("[flow_input.iter.value]"),
                     "expect_plan": js("results.plan[flow_input.iter.index].data"
-                                      ".plan_fingerprint")}, timeout=3600)], 2),
+                                      ".plan_fingerprint"), "git_ref": GIT_REF},
+                     timeout=3600)], 2),
             loop("rollback_failed", "omni rollback, for each tenant whose deploy failed",
                  "flow_input.tenants.filter((s, i) => !results.deploy[i] || "
                  "results.deploy[i].status !== 'success')", [
                      step("rollback_tenant", "omni rollback SLUG", "rollback",
-                          {"slug": js("flow_input.iter.value")}, timeout=1800)], 2),
+                          {"slug": js("flow_input.iter.value"), "git_ref": GIT_REF},
+                          timeout=1800)], 2),
             verdict("rollout", "results.deploy", "flow_input.tenants"),
         ], "rollout",
         obj_schema({
             "tenants": {"type": "array", "items": {"type": "string"},
                         "description": "Tenant slugs to roll out to"},
             "image": {"type": "string", "description": "The Medusa image to release"},
+            "git_ref": {"type": "string", "default": "", "pattern": "^([0-9a-f]{40})?$",
+                        "description": "Commit of the inventory repository to plan and "
+                                       "deploy from (empty: the worker's inventory)"},
+            "expect_fleet_plan": {"type": "string", "default": "",
+                                  "description": "The reviewed fleet plan fingerprint "
+                                                 "(omni plan); the gate fails when the "
+                                                 "fleet plan is no longer that one"},
         }, ["tenants", "image"])),
     "migrate_all_fleet": flow(
         "Migrations for every tenant, fanned out per tenant",

@@ -12,7 +12,8 @@
 #              Python steps and their *.script.yaml match Windmill's own Python parser);
 #              gen_flows.py --check; `wmill lint --json` (flows and schedules against
 #              Windmill's own schemas); check_metadata.py (tags, stdlib-only imports, flow
-#              inputs, approvals before applies, failure handlers, schedules).
+#              inputs, approvals before applies, failure handlers, schedules); the
+#              committed wmill-lock.yaml equals `wmill generate-metadata rehash` (offline).
 #   workflows: actionlint (which also runs shellcheck on every `run:` block).
 # Exits non-zero on the first failing check, naming it.
 set -euo pipefail
@@ -98,6 +99,22 @@ check_windmill() {
   grep -q '"success": true' <<<"$lint" || { printf '%s\n' "$lint" >&2; die "wmill lint"; }
   say "wmill lint: $(grep -o '"validFiles": [0-9]*' <<<"$lint" | grep -o '[0-9]*') files valid"
   say "check_metadata.py: tags, imports, flow inputs, approvals, failure handlers, schedules ok"
+
+  # The lock file Windmill expects (wmill-lock.yaml): recompute it offline in a scratch copy
+  # (`wmill generate-metadata rehash`, no server) and compare with the committed one.
+  [[ -f "$here/f/omni/folder.meta.yaml" ]] || die "f/omni/folder.meta.yaml missing"
+  [[ -f "$here/wmill-lock.yaml" ]] || die "wmill-lock.yaml missing (see the README)"
+  tmp="$(mktemp -d)"
+  cp -r "$here/." "$tmp/ws"
+  (cd "$tmp/ws" && HOME="$tmp" "$wmill" --config-dir "$tmp" generate-metadata rehash \
+    >/dev/null 2>&1) || { rm -rf -- "$tmp"; die "wmill generate-metadata rehash"; }
+  if ! cmp -s "$tmp/ws/wmill-lock.yaml" "$here/wmill-lock.yaml"; then
+    diff -u "$here/wmill-lock.yaml" "$tmp/ws/wmill-lock.yaml" >&2 || true
+    rm -rf -- "$tmp"
+    die "wmill-lock.yaml is stale: cp the rehashed one (validate.sh --help: see the README)"
+  fi
+  rm -rf -- "$tmp"
+  say "wmill-lock.yaml: matches \`wmill generate-metadata rehash\`"
 }
 
 check_workflows() {

@@ -61,6 +61,7 @@ class TenantResult:
     seconds: float = 0.0
     data: Mapping[str, Any] = field(default_factory=dict)
     error: Mapping[str, Any] | None = None
+    started: float = 0.0  # seconds after the run began that this tenant's work began
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class TenantResult:
             "host": self.host,
             "status": self.status,
             "detail": self.detail,
+            "started": round(self.started, 2),
             "seconds": round(self.seconds, 2),
             **dict(self.data),
             "error": dict(self.error) if self.error else None,
@@ -148,6 +150,7 @@ class _Run:
         self.running: dict[str, int] = dict.fromkeys(used, 0)
         self.stopped = False
         self.cond = threading.Condition()
+        self.began = time.monotonic()
 
     def go(self) -> list[TenantResult]:
         pending = deque(self.tenants)
@@ -197,7 +200,7 @@ class _Run:
             )
         result = TenantResult(
             result.slug, result.host, result.status, result.detail,
-            time.monotonic() - started, result.data, result.error,
+            time.monotonic() - started, result.data, result.error, started - self.began,
         )
         with self.cond:
             self.running[tenant.host] -= 1

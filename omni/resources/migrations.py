@@ -71,7 +71,16 @@ class Migrations:
         image_id = docker.image_id(self.image)
         if image_id is None:
             raise StepFailed(f"image {self.image} is not present on the host")
-        if docker.container(self.container_name) is not None:  # left by a killed run
+        leftover = docker.container(self.container_name)
+        if leftover is not None and leftover.running:
+            # A run that died (or lost its lock) left it migrating: never kill a migration
+            # while it writes; the next run finds it finished.
+            raise StepFailed(
+                f"migrations from an earlier run are still running in container "
+                f"{self.container_name} on host {docker.host}; run again once it has exited",
+                container=self.container_name,
+            )
+        if leftover is not None:  # exited, left by a killed run
             docker.remove(self.container_name, force=True)
         exit_code, logs = docker.run_once(
             ContainerSpec(

@@ -166,6 +166,41 @@ class DatabaseAbsent:
 
 
 @dataclass(frozen=True)
+class OwnedDatabasesAbsent:
+    """Databases the tenant's role still owns besides its live one: those a restore kept
+    (``<db>_r<epoch>``) or left half-made (``<db>_n<epoch>``, see
+    :mod:`omni.tenant.restore`). Chosen by owner, never by name, so another tenant's
+    database (whose name may look alike) is never touched."""
+
+    role: str
+    live: str
+    key: str = "postgres.kept_databases"
+
+    def observe(self, session: HostSession) -> tuple[str, ...]:
+        with session.postgres() as conn:
+            rows = conn.execute(
+                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                "WHERE r.rolname = %s AND d.datname <> %s ORDER BY 1",
+                (self.role, self.live),
+            ).fetchall()
+        return tuple(str(row[0]) for row in rows)
+
+    def plan(self, current: tuple[str, ...]) -> list[Step]:
+        if not current:
+            return [noop(self.key, f"no other database owned by {self.role}")]
+        return _delete(self.key, f"database(s) kept by restores: {', '.join(current)}",
+                       ", ".join(current))
+
+    def apply(self, session: HostSession, step: Step) -> None:
+        from psycopg import sql
+
+        for name in self.observe(session):
+            with session.postgres() as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+@dataclass(frozen=True)
 class RoleAbsent:
     role: str
     key: str = "postgres.role"

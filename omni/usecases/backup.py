@@ -27,8 +27,8 @@ from omni.audit import AuditContext, audited
 from omni.backup import ops, restic
 from omni.engine.engine import NullProgress
 from omni.errors import CheckFailed, InvalidInput, OmniError, StepFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, TenantResult, check_parallel
 from omni.fleet.selection import select_tenants
 from omni.hosts.lock import check_wait_seconds
 from omni.inventory.loader import Inventory, load_inventory
@@ -106,14 +106,9 @@ def backup_tenants(
     options = FleetOptions(parallel=request.parallel, lock=True,
                            lock_wait_seconds=request.wait_seconds, keep_going=True,
                            purpose=command)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, back_up, pool, options, progress)
-        changed = any(r.status in {"ok", "failed"} for r in results)
-        result = fleet_result(command, results, StepFailed, changed=changed)
-        if audit:
-            audit.record_fleet(pool, command=command, results=results, result=result,
-                               started=started)
-    return result
+    return run_command(command, inventory, tenants, back_up, options, failure=StepFailed,
+                       started=started, mutating=True, progress=progress, audit=audit,
+                       sessions=sessions)
 
 
 def _size(size: int | None) -> str:
@@ -225,12 +220,17 @@ def verify_backups(
 
     options = FleetOptions(parallel=request.parallel, lock=False, keep_going=True,
                            purpose=command)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, verify_one, pool, options, progress)
-    repositories = [{"host": host, "ok": problem is None, "detail": problem or
-                     f"restic check --read-data-subset={request.read_data_subset:g}%: "
-                     "no errors"} for host, problem in sorted(checks.done.items())]
-    return fleet_result(command, results, CheckFailed, data={"repositories": repositories})
+    def data(results: list[TenantResult]) -> dict[str, Any]:
+        return {"repositories": [
+            {"host": host, "ok": problem is None,
+             "detail": problem or f"restic check --read-data-subset="
+                                  f"{request.read_data_subset:g}%: no errors"}
+            for host, problem in sorted(checks.done.items())
+        ]}
+
+    return run_command(command, inventory, tenants, verify_one, options, failure=CheckFailed,
+                       started=_utcnow(), mutating=False, data=data, progress=progress,
+                       sessions=sessions)
 
 
 # -- omni backup restore ----------------------------------------------------------------

@@ -20,8 +20,14 @@ from typing import TYPE_CHECKING
 from omni import validation
 from omni.audit import AuditContext
 from omni.errors import InvalidInput, StepFailed
-from omni.fleet.report import fleet_result
-from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parallel, run_fleet
+from omni.fleet.command import run_command
+from omni.fleet.runner import (
+    FleetOptions,
+    FleetProgress,
+    Outcome,
+    TenantResult,
+    check_parallel,
+)
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
@@ -123,15 +129,12 @@ def _run(inventory_path: Path, tenants: Sequence[Tenant], request: DeployRequest
     options = FleetOptions(parallel=request.parallel, lock=not dry_run,
                            keep_going=request.keep_going, purpose="deploy",
                            lock_wait_seconds=request.lock_wait_seconds)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, deploy_one, pool, options, progress)
-        changed = not dry_run and any(r.status == "ok" for r in results)
-        result = fleet_result("deploy", results, StepFailed, changed=changed,
-                              data={"dry_run": dry_run, "image": request.image})
-        if audit and not dry_run:
-            audit.record_fleet(pool, command="deploy", results=results, result=result,
-                               started=started)
-    return result
+    return run_command("deploy", inventory, tenants, deploy_one, options, failure=StepFailed,
+                       started=started, mutating=not dry_run,
+                       data={"dry_run": dry_run, "image": request.image},
+                       progress=progress, audit=audit, sessions=sessions,
+                       changed=lambda results: not dry_run and any(
+                           r.status == "ok" for r in results))
 
 
 def rollback(
@@ -177,19 +180,17 @@ def rollback(
         report.data["to"] = target.release
         return _outcome(report)
 
-    options = FleetOptions(lock=not request.dry_run, purpose="rollback",
-                           lock_wait_seconds=request.lock_wait_seconds)
-    with (sessions or SessionOptions()).pool(inventory.hosts) as pool:
-        results = run_fleet(tenants, inventory.hosts, rollback_one, pool, options, progress)
+    def refuse(pool: object, results: list[TenantResult]) -> list[TenantResult]:
         if refusal:
             raise refusal[0]
-        result = fleet_result("rollback", results, StepFailed,
-                              changed=not request.dry_run and results[0].status == "ok",
-                              data={"dry_run": request.dry_run})
-        if audit and not request.dry_run:
-            audit.record_fleet(pool, command="rollback", results=results, result=result,
-                               started=started)
-    return result
+        return results
+
+    options = FleetOptions(lock=not request.dry_run, purpose="rollback",
+                           lock_wait_seconds=request.lock_wait_seconds)
+    return run_command("rollback", inventory, tenants, rollback_one, options,
+                       failure=StepFailed, started=started, mutating=not request.dry_run,
+                       data={"dry_run": request.dry_run}, progress=progress, audit=audit,
+                       sessions=sessions, finish=refuse)
 
 
 def _target(history: list[ledger.Release], undone: ledger.Release | None,

@@ -3,9 +3,9 @@
 Takes a final backup: into the host's offsite restic repository, app stopped and read
 back, when the host has ``backup`` settings (:mod:`omni.backup.final`); else a final
 ``pg_dump`` kept in the host's dump dir. Nothing is removed unless it succeeded. Then it
-removes the vhost, the
-containers, the certificate, the database, the role and the tenant's state, and finally
-its inventory file. Refuses without ``confirmed``; ``dry_run`` shows what would go.
+removes the vhost, the containers, the certificate, the database (and any a restore
+kept), the role and the tenant's state, and finally its inventory file. Refuses without
+``confirmed``; ``dry_run`` shows what would go.
 Idempotent: a destroy killed half-way is finished by running it again.
 """
 
@@ -28,6 +28,7 @@ from omni.resources.removal import (
     ContainerAbsent,
     DatabaseAbsent,
     DatabaseDump,
+    OwnedDatabasesAbsent,
     PathAbsent,
     RoleAbsent,
     VhostAbsent,
@@ -82,6 +83,7 @@ def removal_resources(spec: TenantSpec, admin_password: str, stamp: str) -> list
         ContainerAbsent("redis.container", spec.redis_container),
         PathAbsent("acme.certificate", spec.cert_dir),
         DatabaseAbsent(spec.db_name),
+        OwnedDatabasesAbsent(spec.role_name, spec.db_name),
         RoleAbsent(spec.role_name),
         PathAbsent("tenant.state", spec.state_dir),
     ]
@@ -168,6 +170,8 @@ def destroy_tenant(
                 data["final_backup"] = (f"snapshot {offsite['snapshot']} in "
                                         f"{offsite['repository']}, read back "
                                         f"({offsite['entries']} entries)")
+            else:
+                data["final_backup"] = "none needed: the database was already gone"
             release_ports(session, host, tenant.slug)
             inventory.tenant_file(tenant.slug).unlink(missing_ok=True)
             return entry.done(Result.success(COMMAND, data=data, steps=plan.steps))

@@ -5,37 +5,53 @@
 # ruff: noqa: B006
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import urllib.parse
+import urllib.request
 
 
 def main(
     hosts: list[str] = [],
     inventory: str = "",
     ssh_key_variable: str = "f/omni/ssh_private_key",
+    git_ref: str = "",
+    repo_variable: str = "f/omni/inventory_repo_url",
 ) -> dict:
     """omni hosts check [HOST...]; returns omni's JSON envelope."""
     argv = ["hosts", "check"]
     tail = list(hosts)
     argv += ["--", *tail]
-    return _run(argv, inventory, ssh_key_variable)
+    return _run(argv, inventory, ssh_key_variable, git_ref, repo_variable)
 
 
-def _run(argv: list[str], inventory: str, ssh_key_variable: str) -> dict:
+def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = "",
+         repo_variable: str = "") -> dict:
     """Run `omni --json ARGV` through omni-windmill-step (installed with omni on the
     worker): it writes the SSH key variable to a 0600 file in a private HOME for this job
-    only, runs omni, prints its envelope last. Returns the envelope; raises with omni's
-    error lines when omni fails."""
-    runner = os.environ.get("OMNI_WINDMILL_STEP", "omni-windmill-step")
-    command = [runner, f"--inventory={inventory}", f"--ssh-key-variable={ssh_key_variable}",
-               "--", *argv]
-    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
-        def cancel(signum: int, frame: object) -> None:
-            proc.terminate()  # the runner removes the key, then exits
-        signal.signal(signal.SIGTERM, cancel)
-        out, err = proc.communicate()
+    only, runs omni, prints its envelope last. With ``git_ref`` the inventory is the
+    repository's at that commit, checked out for this job only (``_checkout``). Returns the
+    envelope; raises with omni's error lines when omni fails."""
+    work = _checkout(git_ref, repo_variable) if git_ref else ""
+    try:
+        if work:
+            inventory = os.path.join(work, "repo", "inventory")
+        runner = os.environ.get("OMNI_WINDMILL_STEP", "omni-windmill-step")
+        command = [runner, f"--inventory={inventory}",
+                   f"--ssh-key-variable={ssh_key_variable}", "--", *argv]
+        with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as proc:
+            def cancel(signum: int, frame: object) -> None:
+                proc.terminate()  # the runner removes the key, then exits
+            signal.signal(signal.SIGTERM, cancel)
+            out, err = proc.communicate()
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
     sys.stderr.write(err)  # progress and omni's error lines, in the job log
     lines = out.strip().splitlines()
     try:
@@ -50,3 +66,43 @@ def _run(argv: list[str], inventory: str, ssh_key_variable: str) -> dict:
     if not isinstance(envelope, dict):
         raise RuntimeError("omni printed no JSON envelope")
     return envelope
+
+
+def _variable(path: str) -> str:
+    """A Windmill variable's value, read with this job's own token."""
+    base = os.environ.get("BASE_INTERNAL_URL") or os.environ.get("BASE_URL", "")
+    workspace = urllib.parse.quote(os.environ.get("WM_WORKSPACE", ""))
+    url = f"{base}/api/w/{workspace}/variables/get_value/{urllib.parse.quote(path)}"
+    if not url.startswith(("http://", "https://")):
+        raise RuntimeError("repo_variable: no Windmill API here (BASE_INTERNAL_URL)")
+    request = urllib.request.Request(  # noqa: S310 (http(s) only)
+        url, headers={"Authorization": f"Bearer {os.environ.get('WM_TOKEN', '')}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return str(json.loads(response.read().decode()))
+
+
+def _checkout(git_ref: str, repo_variable: str) -> str:
+    """Clone the inventory repository (``$OMNI_INVENTORY_REPO`` on the worker, else the
+    Windmill variable ``repo_variable``) into a private temp dir (0700) and check out the
+    commit ``git_ref`` (a full SHA: never a branch, which could move). Returns the temp dir,
+    which the caller removes; nothing on the worker is edited."""
+    if not re.fullmatch(r"[0-9a-f]{40}", git_ref):
+        raise ValueError(f"git_ref: a full 40-hex commit SHA, not {git_ref!r}")
+    url = os.environ.get("OMNI_INVENTORY_REPO") or _variable(repo_variable)
+    work = tempfile.mkdtemp(prefix="omni-inventory-")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    repo = os.path.join(work, "repo")
+    steps = (["clone", "--quiet", "--no-checkout", "--", url, repo],
+             ["-C", repo, "checkout", "--quiet", "--detach", git_ref],
+             ["-C", repo, "rev-parse", "HEAD"])
+    for args in steps:
+        done = subprocess.run(["git", "-c", "advice.detachedHead=false", *args], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if done.returncode != 0:  # git's message may name the URL: keep it out of the log
+            shutil.rmtree(work, ignore_errors=True)
+            raise RuntimeError(f"git_ref: cannot check out {git_ref} (git {args[0]} "
+                               f"failed, exit {done.returncode})")
+    if done.stdout.strip() != git_ref:
+        shutil.rmtree(work, ignore_errors=True)
+        raise RuntimeError(f"git_ref: checked out {done.stdout.strip()}, not {git_ref}")
+    return work
