@@ -77,3 +77,25 @@ def test_the_role_reaches_its_own_database_and_no_maintenance_database(
     for other in ("postgres", "template1"):
         with pytest.raises(StepFailed, match="permission denied"):
             s.connect_as(_role(slug), password, other).close()
+
+
+def test_containers_run_with_limits_no_new_privileges_and_no_capabilities(
+    tenant: tuple[Path, str], netcup_host: Host, session: Callable[[Host], Any],
+) -> None:
+    import json
+
+    _, slug = tenant
+    s = session(netcup_host)
+    docker = ["docker", "-H", f"unix://{netcup_host.docker.socket}"]
+    limits = netcup_host.limits
+    for component, memory_mb in (("app", limits.app_memory_mb),
+                                 ("redis", limits.redis_memory_mb)):
+        raw = s.transport.run([*docker, "inspect", f"omni-{slug}-{component}"]).text()
+        config = json.loads(raw)[0]["HostConfig"]
+        assert config["Memory"] == memory_mb * 1024 * 1024
+        assert config["MemorySwap"] == config["Memory"]
+        assert config["CpuShares"] == limits.cpu_shares
+        assert config["SecurityOpt"] == ["no-new-privileges"]
+        assert config["CapDrop"] == ["ALL"]
+        assert config["LogConfig"]["Config"] == {
+            "max-size": f"{limits.log_max_size_mb}m", "max-file": str(limits.log_max_files)}

@@ -60,6 +60,30 @@ class ContainerSpec:
     # Bind mounts: (path on the host, path in the container, read-only).
     mounts: Sequence[tuple[str, str, bool]] = ()
     user: str | None = None  # "uid:gid" to run as; None: the image's USER
+    limits: RuntimeLimits | None = None  # None: the engine's defaults (one-off containers)
+
+
+@dataclass(frozen=True)
+class RuntimeLimits:
+    """Resource limits and hardening of a long-running tenant container: a memory cap with
+    no swap beyond it, a CPU weight, rotated json-file logs, no new privileges, and no
+    Linux capabilities at all."""
+
+    memory_mb: int
+    cpu_shares: int
+    log_max_size_mb: int
+    log_max_files: int
+
+    def host_config(self) -> dict[str, Any]:
+        return {
+            "mem_limit": f"{self.memory_mb}m",
+            "memswap_limit": f"{self.memory_mb}m",
+            "cpu_shares": self.cpu_shares,
+            "log_config": {"type": "json-file", "config": {
+                "max-size": f"{self.log_max_size_mb}m", "max-file": str(self.log_max_files)}},
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+        }
 
 
 def _dial_stdio_adapter(open_stream: Callable[[], Stream], timeout: float) -> Any:
@@ -291,6 +315,7 @@ class DockerEngine:
                     for source, target, read_only in spec.mounts
                 }
                 or None,
+                **(spec.limits.host_config() if spec.limits else {}),
             )
             created = self._client.create_container(
                 image=spec.image,

@@ -110,6 +110,16 @@ class AcmeSettings(_Model):
     renew_before_days: int = Field(default=30, ge=1, le=90)
 
 
+class ContainerLimits(_Model):
+    """What each tenant container may use on a shared host (Medusa takes ~350 MiB at rest)."""
+
+    app_memory_mb: int = Field(default=1024, ge=256, le=65536)
+    redis_memory_mb: int = Field(default=384, ge=64, le=65536)
+    cpu_shares: int = Field(default=1024, ge=2, le=262144)  # relative weight, 1024 = normal
+    log_max_size_mb: int = Field(default=10, ge=1, le=1024)
+    log_max_files: int = Field(default=3, ge=1, le=100)
+
+
 class HealthSettings(_Model):
     path: str = Field(default="/health", pattern=r"^/[A-Za-z0-9._/-]*$")
     deadline_seconds: float = Field(default=120.0, gt=0, le=1800)
@@ -183,6 +193,7 @@ class Host(_Model):
     nginx: NginxSettings = NginxSettings()
     acme: AcmeSettings
     health: HealthSettings = HealthSettings()
+    limits: ContainerLimits = ContainerLimits()
     # Offsite backups (``omni backup``); None: this host's tenants are not backed up.
     backup: BackupSettings | None = None
 

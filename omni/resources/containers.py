@@ -18,7 +18,7 @@ from omni.engine.step import FieldChange, Step, Verb, noop
 from omni.errors import StepFailed
 
 if TYPE_CHECKING:
-    from omni.hosts.docker import ContainerInfo
+    from omni.hosts.docker import ContainerInfo, RuntimeLimits
     from omni.hosts.session import HostSession
 
 CONFIG_HASH_LABEL = "omni.config-hash"
@@ -62,6 +62,7 @@ class TenantContainer:
     user: str | None = None
     ready_on: tuple[str, int] | None = None
     ready_deadline_seconds: float = 30.0
+    limits: RuntimeLimits | None = None
 
     def observe(self, session: HostSession) -> ContainerState:
         docker = session.docker()
@@ -71,6 +72,8 @@ class TenantContainer:
 
     def desired_hash(self, image_id: str) -> str:
         extra = f"{self.mounted_content_digest}|user={self.user}"
+        if self.limits is not None:  # older containers without limits are replaced once
+            extra += f"|limits={self.limits}"
         return config_hash(image_id, self.command, self.env, self.mounts, extra)
 
     def plan(self, current: ContainerState) -> list[Step]:
@@ -143,6 +146,7 @@ class TenantContainer:
                 restart_policy=self.restart_policy,
                 mounts=self.mounts,
                 user=self.user,
+                limits=self.limits,
             )
         )
         if self.ready_on is not None:

@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from omni.engine.resource import Resource
+from omni.hosts.docker import RuntimeLimits
 from omni.render import render, seal
 from omni.resources.containers import TenantContainer
 from omni.resources.files import ManagedFile
@@ -35,6 +36,12 @@ def render_redis_conf(spec: TenantSpec) -> str:
         password=spec.secrets.redis_password,
         maxmemory=REDIS_MAXMEMORY,
     ))
+
+
+def _limits(spec: TenantSpec, memory_mb: int) -> RuntimeLimits:
+    limits = spec.host.limits
+    return RuntimeLimits(memory_mb, limits.cpu_shares, limits.log_max_size_mb,
+                         limits.log_max_files)
 
 
 def migrations_resource(spec: TenantSpec) -> Migrations:
@@ -97,6 +104,7 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             # Runs as the uid that owns its 0600 config, not the image's named user.
             user=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
             ready_on=(spec.bind_address, spec.redis_port),
+            limits=_limits(spec, spec.host.limits.redis_memory_mb),
         ),
         migrations_resource(spec),
         TenantContainer(
@@ -106,6 +114,7 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             command=None,
             env=env,
             labels={**spec.labels("app"), "omni.image": spec.tenant.image},
+            limits=_limits(spec, spec.host.limits.app_memory_mb),
         ),
         Certificate(spec),
         Vhost(spec),
