@@ -99,3 +99,18 @@ def test_containers_run_with_limits_no_new_privileges_and_no_capabilities(
         assert config["CapDrop"] == ["ALL"]
         assert config["LogConfig"]["Config"] == {
             "max-size": f"{limits.log_max_size_mb}m", "max-file": str(limits.log_max_files)}
+
+
+def test_a_postgres_connection_closed_by_the_server_is_a_step_failure_not_a_crash(
+    netcup_host: Host, session: Callable[[Host], Any],
+) -> None:
+    s = session(netcup_host)
+    with s.postgres() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+    other = session(netcup_host)
+    with other.postgres("template1") as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", pid)
+    with pytest.raises(StepFailed, match="host netcup: Postgres error"), s.postgres() as conn:
+        conn.execute("SELECT 1")
+    with s.postgres() as conn:  # the session opens a new one on next use
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -77,7 +77,9 @@ def host_entry(lab: Path, run: Path, name: str) -> dict[str, Any]:
             "account_key_file": str(hdir / "state" / "acme-account.json"),
             "ca_bundle": str(lab / "pebble" / "cert.pem"),
         },
-        "health": {"ca_bundle": str(lab / "pebble" / "root.pem")},
+        # A broken release fails its gate after a minute rather than two (the lab's Medusa
+        # answers within seconds; the production default stays 120 s).
+        "health": {"ca_bundle": str(lab / "pebble" / "root.pem"), "deadline_seconds": 60},
         "backup": backup_entry(lab, name),
     }
 

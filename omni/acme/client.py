@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,17 +156,22 @@ def issue(
     settings: AcmeSettings,
     domains: Sequence[str],
     deadline_seconds: float = 90.0,
+    account_lock: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> Issued:
     """Order and fetch a certificate for ``domains`` through the host's webroot.
 
-    Writes the account key (first use) and challenge files on the host; always removes the
+    Writes the account key (first use, under ``account_lock``) and challenge files on the
+    host; always removes the
     challenge files. Raises ``StepFailed`` with the CA's reason; the message never holds key
     material.
     """
     webroot = Webroot(transport, settings.webroot)
     try:
-        key, existed = load_or_create_account_key(transport, settings.account_key_file)
-        client = open_account(settings, key, existed)
+        # Two first orders at once on a host must end with one account key, not two
+        # fighting over the file: creating or registering it happens under a host lock.
+        with account_lock():
+            key, existed = load_or_create_account_key(transport, settings.account_key_file)
+            client = open_account(settings, key, existed)
         for attempt in range(1, ORDER_ATTEMPTS + 1):
             try:
                 return _order_once(client, webroot, domains, deadline_seconds)

@@ -26,18 +26,24 @@ class ConsoleProgress:
     def step_started(self, step: Step) -> None:
         self._started[step.resource] = time.monotonic()
         if self._enabled:
-            self._err.print(f"[cyan]->[/] {step.resource}: {step.summary}", highlight=False)
+            line = Text("-> ", style="cyan")
+            line.append(f"{step.resource}: {step.summary}")
+            self._err.print(line, highlight=False)
 
     def step_finished(self, step: Step, error: str | None) -> None:
         if not self._enabled:
             return
         seconds = time.monotonic() - self._started.pop(step.resource, time.monotonic())
         if error is None:
-            self._err.print(f"   [green]ok[/] {step.resource} ({seconds:.1f}s)", highlight=False)
+            line = Text("   ")
+            line.append("ok", style="green")
+            line.append(f" {step.resource} ({seconds:.1f}s)")
+            self._err.print(line, highlight=False)
         else:
-            self._err.print(
-                f"   [bold red]FAIL[/] {step.resource} ({seconds:.1f}s)", highlight=False
-            )
+            line = Text("   ")
+            line.append("FAIL", style="bold red")
+            line.append(f" {step.resource} ({seconds:.1f}s)")
+            self._err.print(line, highlight=False)
 
 
 class FleetConsoleProgress:

@@ -40,11 +40,14 @@ def _pump(source: Stream | socket.socket, sink: Stream | socket.socket) -> None:
     except (OSError, EOFError):
         pass
     finally:
-        # Either side ending ends the pair: Postgres speaks request/response.
-        with contextlib.suppress(OSError, EOFError):
-            sink.close()
-        with contextlib.suppress(OSError, EOFError):
-            source.close()
+        # Either side ending ends the pair: Postgres speaks request/response. shutdown()
+        # first: a bare close() neither wakes the other pump blocked in recv() on the same
+        # socket nor sends EOF to psycopg, which would then wait forever for an answer.
+        for end in (sink, source):
+            with contextlib.suppress(OSError, EOFError, AttributeError):
+                end.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+            with contextlib.suppress(OSError, EOFError):
+                end.close()
 
 
 def _private_dir() -> str:
@@ -118,8 +121,11 @@ class SharedConnection:
     commit or roll back at the end of the block. The session closes it in ``close()``.
     """
 
-    def __init__(self, connection: psycopg.Connection[tuple[object, ...]]) -> None:
+    def __init__(
+        self, connection: psycopg.Connection[tuple[object, ...]], host_name: str = "?"
+    ) -> None:
         self._connection = connection
+        self._host = host_name
 
     @property
     def connection(self) -> psycopg.Connection[tuple[object, ...]]:
@@ -134,8 +140,22 @@ class SharedConnection:
         prepare: bool | None = None,
         binary: bool = False,
     ) -> psycopg.Cursor[tuple[object, ...]]:
-        """``psycopg.Connection.execute``: run one statement, return its cursor."""
-        return self._connection.execute(query, params, prepare=prepare, binary=binary)
+        """``psycopg.Connection.execute``: run one statement, return its cursor.
+
+        A Postgres error (a statement that fails, a server that closed the connection, a
+        timeout) is raised as ``StepFailed`` naming the host and the server's first line:
+        never a raw psycopg exception reaching the user as a crash.
+        """
+        import psycopg
+
+        try:
+            return self._connection.execute(query, params, prepare=prepare, binary=binary)
+        except psycopg.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise StepFailed(
+                f"host {self._host}: Postgres error ({type(exc).__name__}): {reason}",
+                host=self._host, sqlstate=getattr(exc, "sqlstate", None),
+            ) from exc
 
     def cursor(self) -> psycopg.Cursor[tuple[object, ...]]:
         return self._connection.cursor()

@@ -114,7 +114,7 @@ class HostSession:
                     self.host.postgres.admin_user, self._admin_password(), dbname
                 )
                 self._admin_connections[dbname] = conn
-            return _pg.SharedConnection(conn)
+            return _pg.SharedConnection(conn, self.name)
 
     def connect_as(
         self, user: str, password: str, dbname: str

@@ -59,10 +59,10 @@ def steps_table(steps: Sequence[Step], *, title: str | None = None) -> Table:
     for step in steps:
         changes = "\n".join(f"{c.field}: {c.before} -> {c.after}" for c in step.changes)
         table.add_row(
-            step.resource,
+            Text(step.resource),
             Text(step.verb.value, style=_VERB_STYLE.get(step.verb, "")),
-            step.summary,
-            changes,
+            Text(step.summary),  # may quote remote text: never read as markup
+            Text(changes),
         )
     return table
 
@@ -85,7 +85,8 @@ def simple_table(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        # Plain strings are data (slugs, remote output), never rich markup.
+        table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
     return table
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from omni.tenant.spec import TenantSpec
 
 KEY = "acme.certificate"
+ACME_ACCOUNT_LOCK = "acme-account"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -159,7 +160,11 @@ class CertificateResource:
             domains,
             self.preflight_timeout,
         )
-        issued = acme_client.issue(transport, host.acme, domains, self.order_deadline_seconds)
+        issued = acme_client.issue(
+            transport, host.acme, domains, self.order_deadline_seconds,
+            account_lock=lambda: session.lock(ACME_ACCOUNT_LOCK, wait_seconds=120,
+                                              purpose="acme account"),
+        )
         # Other tenants' nginx changes hold this lock only briefly: queue rather than fail.
         with session.lock(NGINX_LOCK, wait_seconds=NGINX_LOCK_WAIT_SECONDS):
             reloaded = self._install_locked(session, issued)

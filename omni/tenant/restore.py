@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 RESTORE_TIMEOUT_SECONDS = 1800.0
 _SWAP_TRIES = 5
+_OBJECT_IN_USE = "55006"  # SQLSTATE: the database still has sessions
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def _pg_restore(session: HostSession, database: str, dump: str) -> None:
 
 
 def _swap(session: HostSession, role: str, live: str, staging: str, replaced: str) -> None:
-    from psycopg import errors, sql
+    from psycopg import sql
 
     ident = sql.Identifier
     with session.postgres() as conn:
@@ -98,7 +99,9 @@ def _swap(session: HostSession, role: str, live: str, staging: str, replaced: st
                         conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                             ident(staging), ident(live)))
                     break
-                except errors.ObjectInUse:
+                except StepFailed as exc:
+                    if exc.fields.get("sqlstate") != _OBJECT_IN_USE:
+                        raise
                     if attempt == _SWAP_TRIES - 1:
                         raise StepFailed(
                             f"database {live} stayed in use; restore left in {staging}"
