@@ -165,6 +165,12 @@ def test_restore_brings_a_deleted_row_back_and_keeps_the_replaced_database(
                     database=data["replaced"])
     health = tl.omni(inventory, "health-check", slug)
     assert health.code == 0, health.stdout + health.stderr
+    # ... until the next successful backup, which drops it.
+    again = tl.omni(inventory, "--json", "backup", slug)
+    assert again.code == 0, again.stderr
+    assert _by_tenant(again)[slug]["dropped_replaced_databases"] == [data["replaced"]]
+    with pytest.raises(StepFailed, match="does not exist"):
+        _sql(host, slug, "SELECT 1", database=data["replaced"])
 
 
 def test_verify_passes_on_good_backups(

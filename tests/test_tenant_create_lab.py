@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from omni.errors import StepFailed
 from omni.inventory.models import Host
@@ -298,10 +299,10 @@ def test_failing_health_gate_names_the_step_and_a_fixed_rerun_converges(
     tmp_path: Path, dev_host: Host, session: Callable[[Host], Any]
 ) -> None:
     inventory = tl.copy_lab_inventory(tmp_path / "inventory")
-    hosts = (inventory / "hosts.yaml").read_text()
-    (inventory / "hosts.yaml").write_text(
-        hosts.replace("    health:\n", "    health:\n      deadline_seconds: 20\n")
-    )
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    for body in hosts["hosts"].values():
+        body.setdefault("health", {})["deadline_seconds"] = 20
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
     slug = tl.unique_slug("broken")
     domain = _domain(slug, dev_host)
     try:

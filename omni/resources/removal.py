@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from omni import validation
 from omni.engine.step import FieldChange, Step, Verb, noop
-from omni.errors import StepFailed
+from omni.errors import InvalidInput, StepFailed
 from omni.nginx import NGINX_LOCK, NGINX_LOCK_WAIT_SECONDS, nginx_error_line
 from omni.resources.postgres import database_exists, role_exists
 from omni.tenant.dumps import pg_dump, verify_dump
@@ -90,10 +91,32 @@ class ContainerAbsent:
 
 @dataclass(frozen=True)
 class PathAbsent:
-    """A file or directory tree omni made (paths come from the spec, never from input)."""
+    """A directory tree omni made for one tenant: exactly ``<root>/<slug>``.
+
+    The recursive delete is built from the slug, so the path is checked when the resource
+    is made: ``root`` absolute and at least two levels deep, ``slug`` a valid slug, no
+    ``..`` anywhere. Anything else is refused (``InvalidInput``) before a plan exists.
+    """
 
     key: str
-    path: str
+    root: str
+    slug: str
+
+    def __post_init__(self) -> None:
+        parts = [p for p in self.root.split("/") if p]
+        try:
+            validation.check_slug(self.slug)
+            slug_ok = True
+        except ValueError:
+            slug_ok = False
+        if not self.root.startswith("/") or len(parts) < 2 or ".." in parts or not slug_ok:
+            raise InvalidInput(
+                f"{self.key}: refusing to delete {self.root}/{self.slug}: not a tenant "
+                "directory under one of omni's own roots", field=self.key)
+
+    @property
+    def path(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.slug}"
 
     def observe(self, session: HostSession) -> bool:
         return session.transport.run(["test", "-e", self.path], check=False).ok

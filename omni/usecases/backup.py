@@ -99,9 +99,13 @@ def backup_tenants(
             return Outcome("failed", f"snapshot {taken.snapshot} saved; retention failed: "
                            f"{exc.message}", data, error=exc)
         data.update(kept=kept.kept, removed=list(kept.removed))
+        # A database a restore replaced is kept until this: a newer backup now exists.
+        dropped = drop_replaced_databases(session, tenant, before=now)
+        data["dropped_replaced_databases"] = dropped
+        gone = f"; dropped {', '.join(dropped)} (kept by a restore)" if dropped else ""
         return Outcome("ok", f"snapshot {taken.snapshot}: {_size(taken.size)}, "
                        f"{taken.tables} tables, {taken.rows} rows; "
-                       f"{len(kept.removed)} old snapshot(s) forgotten", data)
+                       f"{len(kept.removed)} old snapshot(s) forgotten{gone}", data)
 
     options = FleetOptions(parallel=request.parallel, lock=True,
                            lock_wait_seconds=request.wait_seconds, keep_going=True,
@@ -109,6 +113,31 @@ def backup_tenants(
     return run_command(command, inventory, tenants, back_up, options, failure=StepFailed,
                        started=started, mutating=True, progress=progress, audit=audit,
                        sessions=sessions)
+
+
+def drop_replaced_databases(session: HostSession, tenant: Tenant, *, before: datetime
+                            ) -> list[str]:
+    """Drop the databases restores replaced (``<db>_r<epoch>``, owned by the tenant's role)
+    from before ``before``; returns their names. Chosen by owner and exact name pattern,
+    so another tenant's database is never touched."""
+    import re
+
+    from psycopg import sql
+
+    from omni.resources.removal import OwnedDatabasesAbsent
+
+    naming = TenantSpec(tenant, session.host, TenantSecrets.generate(), 0, 0, now=before)
+    live, role = naming.db_name, naming.role_name
+    pattern = re.compile(rf"{re.escape(live)}_r(\d+)")
+    doomed = [
+        name for name in OwnedDatabasesAbsent(role, live).observe(session)
+        if (match := pattern.fullmatch(name)) and int(match.group(1)) <= before.timestamp()
+    ]
+    with session.postgres() as conn:
+        for name in doomed:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+    return doomed
 
 
 def _size(size: int | None) -> str:

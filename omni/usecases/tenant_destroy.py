@@ -81,11 +81,11 @@ def removal_resources(spec: TenantSpec, admin_password: str, stamp: str) -> list
         ContainerAbsent("medusa.migrations", spec.migrate_container),
         ContainerAbsent("medusa.onboard", spec.onboard_container),  # left by a killed run
         ContainerAbsent("redis.container", spec.redis_container),
-        PathAbsent("acme.certificate", spec.cert_dir),
+        PathAbsent("acme.certificate", host.nginx.certs_dir, spec.slug),
         DatabaseAbsent(spec.db_name),
         OwnedDatabasesAbsent(spec.role_name, spec.db_name),
         RoleAbsent(spec.role_name),
-        PathAbsent("tenant.state", spec.state_dir),
+        PathAbsent("tenant.state", f"{host.state_dir}/tenants", spec.slug),
     ]
 
 
