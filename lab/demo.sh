@@ -3,9 +3,12 @@
 #   1. `omni hosts check` on both lab hosts over their pinned SSH connections;
 #   2. `omni tenant create demo` on dev: Postgres role + database, Redis, migrations, a real
 #      Medusa container, nginx vhost and a Pebble-issued certificate, behind a health gate;
-#   3. `omni tenant list`, and Medusa's /health fetched over HTTPS, verified against Pebble's
-#      root, with SNI through dev's nginx.
-# Re-running it is safe: the second create is all no-ops.
+#   3. `omni tenant list` and `omni health-check` (every check of every tenant);
+#   4. `omni deploy demo --image omni-lab/medusa:v2`: a zero-downtime blue/green release, then
+#      `omni releases demo`;
+#   5. Medusa's /health fetched over HTTPS, verified against Pebble's root, with SNI through
+#      dev's nginx.
+# Re-running it is safe: the second create is all no-ops and the deploy is skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$ROOT"
@@ -32,6 +35,15 @@ fi
 
 echo "demo: omni tenant list" >&2
 "${OMNI[@]}" tenant list
+
+echo "demo: omni health-check" >&2
+"${OMNI[@]}" health-check
+
+echo "demo: omni deploy $SLUG --image omni-lab/medusa:v2 (blue/green, no failed request)" >&2
+"${OMNI[@]}" deploy "$SLUG" --image omni-lab/medusa:v2
+
+echo "demo: omni releases $SLUG" >&2
+"${OMNI[@]}" releases "$SLUG"
 
 echo "demo: curl https://$DOMAIN/health (resolved to dev's nginx, verified against Pebble's root)" >&2
 curl --silent --show-error --fail --cacert "$LAB_PEBBLE_ROOT" \
