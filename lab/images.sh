@@ -4,6 +4,8 @@
 # Makes sure the lab images exist in every given Docker engine (unix socket paths):
 #   omni-lab/base:bookworm   debootstrap minbase + redis-server + ca-certificates, imported
 #   omni-lab/redis:7         ENTRYPOINT redis-server; flags are the command (--bind --port ...)
+#   omni-lab/gateway:1       socat + omni-gateway: a tenant's network gateway (LISTEN CONNECT pairs)
+#   omni-lab/standin:1       a light stand-in app for benchmarks: 200 on every request to $PORT
 #   omni-lab/medusa:shared   real Medusa 2.x app (built .medusa/server + prod node_modules) + node
 #   omni-lab/medusa:v1|v2    thin layers over :shared; GET /lab/release -> {"release": "v1"|"v2"}
 #   omni-lab/medusa:v3       thin layer; like v2, but loads the custom module lab_note: its
@@ -29,12 +31,12 @@ CACHE="${OMNI_LAB_CACHE:-/var/cache/omni-lab}"
 SOURCES_FILE="${OMNI_LAB_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}"
 NODE_BIN="/usr/bin/node"
 KEY_LABEL="omni.lab.key"
-IMAGES=(omni-lab/base:bookworm omni-lab/redis:7 omni-lab/medusa:shared
+IMAGES=(omni-lab/base:bookworm omni-lab/redis:7 omni-lab/gateway:1 omni-lab/standin:1 omni-lab/medusa:shared
         omni-lab/medusa:v1 omni-lab/medusa:v2 omni-lab/medusa:v3 omni-lab/medusa:broken
         omni-lab/medusa:migrate-fails)
 APP_FILES=(package.json package-lock.json medusa-config.ts tsconfig.json)
 # What goes into the images from lab/images/ (smoke.sh there is a test, not an input).
-IMG_SUBDIRS=(redis medusa medusa-release)
+IMG_SUBDIRS=(redis gateway standin medusa medusa-release)
 
 STAGE="init"
 LOG_DIR=""
@@ -231,7 +233,7 @@ stage_base() {
     # shellcheck disable=SC2317  # reached through `retry 3 bootstrap`
     bootstrap() {
         safe_rm "$root"
-        debootstrap --variant=minbase --include=redis-server,ca-certificates \
+        debootstrap --variant=minbase --include=redis-server,ca-certificates,socat \
             bookworm "$root" "$MIRROR"
     }
     retry 3 bootstrap
@@ -276,7 +278,8 @@ dbuild() {
         --label "$KEY_LABEL=$KEY" "$@"
 }
 
-stage_redis() { dbuild -t omni-lab/redis:7 "$IMG_DIR/redis"; }
+stage_redis() { dbuild -t omni-lab/redis:7 "$IMG_DIR/redis"; dbuild -t omni-lab/gateway:1 "$IMG_DIR/gateway"
+    dbuild -t omni-lab/standin:1 "$IMG_DIR/standin"; }
 stage_medusa_shared() { dbuild -t omni-lab/medusa:shared "$WORK/ctx-medusa"; rm -rf "$WORK/ctx-medusa"; }
 stage_medusa_releases() {
     local spec rel ver

@@ -28,7 +28,7 @@ PGBIN=/usr/lib/postgresql/15/bin
 DNS_PORT=8053
 PEBBLE_PORT=14000
 PEBBLE_MGMT_PORT=15000
-PACKAGES=(docker.io nginx openssh-server pebble debootstrap busybox-static dnsmasq-base
+PACKAGES=(docker.io nginx openssh-server pebble debootstrap busybox-static dnsmasq-base socat
   postgresql-15 openssl curl iproute2 util-linux procps restic)
 
 # ---------------------------------------------------------------- helpers
