@@ -124,6 +124,19 @@ def check_address(value: str) -> str:
     return value
 
 
+def check_loopback(value: str) -> str:
+    """A loopback IP address (127.0.0.0/8 or ::1): nothing of a tenant's may listen on an
+    address another machine can reach."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be a loopback IP address (127.0.0.0/8 or ::1)") from None
+    if not address.is_loopback:
+        raise ValueError("must be a loopback IP address (127.0.0.0/8 or ::1), "
+                         "so only nginx faces the network")
+    return value
+
+
 def check_email(value: str) -> str:
     """An admin e-mail address; its domain must obey :func:`check_domain`."""
     if not _EMAIL.fullmatch(value) or value.startswith((".", "-")):

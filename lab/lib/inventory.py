@@ -53,6 +53,7 @@ def host_entry(lab: Path, run: Path, name: str) -> dict[str, Any]:
         "bind_address": address,
         "state_dir": str(hdir / "state"),
         "redis_image": "omni-lab/redis:7",
+        "gateway_image": "omni-lab/gateway:1",
         "postgres": {
             "host": address,
             "port": 5432,

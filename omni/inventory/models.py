@@ -36,6 +36,7 @@ Domain = Annotated[str, AfterValidator(v.check_domain)]
 Image = Annotated[str, AfterValidator(v.check_image)]
 Email = Annotated[str, AfterValidator(v.check_email)]
 Address = Annotated[str, AfterValidator(v.check_address)]
+LoopbackAddress = Annotated[str, AfterValidator(v.check_loopback)]
 HostKey = Annotated[str, AfterValidator(_check_host_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -115,6 +116,7 @@ class ContainerLimits(_Model):
 
     app_memory_mb: int = Field(default=1024, ge=256, le=65536)
     redis_memory_mb: int = Field(default=384, ge=64, le=65536)
+    gateway_memory_mb: int = Field(default=64, ge=16, le=4096)  # each of the two socat gateways
     cpu_shares: int = Field(default=1024, ge=2, le=262144)  # relative weight, 1024 = normal
     log_max_size_mb: int = Field(default=10, ge=1, le=1024)
     log_max_files: int = Field(default=3, ge=1, le=100)
@@ -182,10 +184,13 @@ class Host(_Model):
     host_keys: list[HostKey] = Field(default_factory=list)
     app_ports: PortRange = PortRange(start=9000, end=9499)
     redis_ports: PortRange = PortRange(start=6400, end=6899)
-    bind_address: Address = "127.0.0.1"  # where tenant containers listen on the host
+    # Where the tenants' app ports are published for nginx: a loopback address only.
+    bind_address: LoopbackAddress = "127.0.0.1"
     concurrency: int = Field(default=4, ge=1, le=64)
     state_dir: RemotePath = "/var/lib/omni"
     redis_image: Image = "redis:7-bookworm"
+    # socat and omni-gateway (images/gateway): each tenant's network gateway.
+    gateway_image: Image = "omni/gateway:1"
     # The uid (and gid) tenant Redis containers run as; their 0600 config is owned by it.
     redis_uid: int = Field(default=999, ge=1, le=2**31 - 1)
     postgres: PostgresSettings = PostgresSettings()

@@ -38,6 +38,7 @@ from omni.resources.vhost import VhostResource
 from omni.tenant.checks import check_upstream
 from omni.tenant.dumps import take_dump
 from omni.tenant.existing import existing_spec
+from omni.tenant.network import gateway_container
 from omni.tenant.ports import allocate_standby_port, record_swap
 from omni.tenant.resources import migrations_resource, tenant_resources
 from omni.tenant.restore import restore_database
@@ -225,6 +226,11 @@ def _start_beside(session: HostSession, app: TenantContainer, spec: TenantSpec) 
     """The new release, started under its temporary name on the standby port, healthy on
     its own port (from the host), or removed with its last log lines in the error."""
     beside = dataclasses.replace(app, name=next_container(spec))
+    if session.docker().container(gateway_container(spec)) is None:
+        raise StepFailed(
+            f"tenant {spec.slug} is not on its own network yet: run `omni tenant create "
+            f"{spec.slug}` once to move it (a restart-length interruption), then deploy",
+            tenant=spec.slug)
     session.docker().remove(beside.name, force=True)
     beside.apply(session, beside.plan(beside.observe(session))[0])
     deadline = time.monotonic() + spec.host.health.deadline_seconds

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -28,6 +28,8 @@ CONFIG_HASH_LABEL = "omni.config-hash"
 class ContainerState:
     image_id: str | None  # of the desired image reference on the host; None: not present
     container: ContainerInfo | None
+    # The container owning the network namespace this one joins (None: none, or absent).
+    network_owner: ContainerInfo | None = None
 
 
 def config_hash(
@@ -61,19 +63,38 @@ class TenantContainer:
     # so the next step (e.g. migrations needing Redis) does not race the start-up.
     user: str | None = None
     ready_on: tuple[str, int] | None = None
+    # Or a probe: None once the container is ready, else why not yet (e.g. over a socket).
+    ready_probe: Callable[[HostSession], str | None] | None = field(
+        default=None, compare=False, repr=False
+    )
     ready_deadline_seconds: float = 30.0
     limits: RuntimeLimits | None = None
+    # "host", "none", or "container:<name>" to join another container's network namespace.
+    network_mode: str = "host"
+    # Containers joined to this one's namespace: restarted (into the new namespace) when
+    # this one is created again.
+    dependents: tuple[str, ...] = ()
+
+    @property
+    def network_owner(self) -> str | None:
+        owner = self.network_mode.partition("container:")[2]
+        return owner or None
 
     def observe(self, session: HostSession) -> ContainerState:
         docker = session.docker()
+        owner = docker.container(self.network_owner) if self.network_owner else None
         return ContainerState(
-            image_id=docker.image_id(self.image), container=docker.container(self.name)
+            image_id=docker.image_id(self.image),
+            container=docker.container(self.name),
+            network_owner=owner,
         )
 
     def desired_hash(self, image_id: str) -> str:
         extra = f"{self.mounted_content_digest}|user={self.user}"
         if self.limits is not None:  # older containers without limits are replaced once
             extra += f"|limits={self.limits}"
+        if self.network_mode != "host":  # host-network containers are replaced once
+            extra += f"|network={self.network_mode}"
         return config_hash(image_id, self.command, self.env, self.mounts, extra)
 
     def plan(self, current: ContainerState) -> list[Step]:
@@ -122,6 +143,19 @@ class TenantContainer:
                     detail={"config_hash": want},
                 )
             ]
+        owner = current.network_owner
+        if owner is not None and started_key(owner.started_at) > started_key(found.started_at):
+            # The namespace owner started again since: this container is left in the old,
+            # empty namespace.
+            return [
+                Step(
+                    self.key,
+                    Verb.UPDATE,
+                    f"restart container {self.name} (its network namespace was renewed)",
+                    (FieldChange("network", "stale", owner.name),),
+                    detail={"config_hash": want},
+                )
+            ]
         return [noop(self.key, f"container {self.name} running, up to date")]
 
     def apply(self, session: HostSession, step: Step) -> None:
@@ -142,15 +176,47 @@ class TenantContainer:
                 command=list(self.command) if self.command is not None else None,
                 env=dict(self.env),
                 labels=labels,
-                network_mode="host",
+                network_mode=self.network_mode,
                 restart_policy=self.restart_policy,
                 mounts=self.mounts,
                 user=self.user,
                 limits=self.limits,
             )
         )
+        for name in self.dependents:
+            joined = docker.container(name)
+            if joined is not None and joined.running:
+                docker.restart(name)
         if self.ready_on is not None:
             wait_accepting(session, self.name, *self.ready_on, self.ready_deadline_seconds)
+        if self.ready_probe is not None:
+            wait_ready(session, self.name, self.ready_probe, self.ready_deadline_seconds)
+
+
+def started_key(stamp: str) -> str:
+    """An engine's RFC 3339 UTC ``StartedAt`` (nanoseconds, trailing zeros trimmed) made
+    comparable as a string: the fraction padded to nine digits."""
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    return f"{head}.{fraction.ljust(9, '0')}"
+
+
+def wait_ready(
+    session: HostSession,
+    container: str,
+    probe: Callable[[HostSession], str | None],
+    deadline_seconds: float,
+) -> None:
+    """Wait until ``probe`` answers None; raises ``StepFailed`` with the container's last
+    log lines and the probe's last reason after ``deadline_seconds``."""
+    deadline = time.monotonic() + deadline_seconds
+    while (reason := probe(session)) is not None:
+        if time.monotonic() >= deadline:
+            logs = session.docker().logs(container, tail=5).decode("utf-8", "replace")
+            raise StepFailed(
+                f"container {container} was not ready within {deadline_seconds:g}s "
+                f"({reason}); last logs: " + " | ".join(logs.strip().splitlines()),
+            )
+        time.sleep(0.2)
 
 
 def wait_accepting(

@@ -92,6 +92,31 @@ class ManagedFile:
             transport.run(["chown", self.owner, self.path])
 
 
+@dataclass(frozen=True)
+class PrivateDirectory:
+    """A directory only root may enter (0700): e.g. the tenant's gateway sockets."""
+
+    key: str
+    path: str
+
+    def observe(self, session: HostSession) -> str | None:
+        found = session.transport.stat(self.path)
+        return None if found is None else f"{found.mode:o}"
+
+    def plan(self, mode: str | None) -> list[Step]:
+        if mode is None:
+            return [Step(self.key, Verb.CREATE, f"create directory {self.path} (mode 0700)",
+                         (FieldChange("directory", None, self.path),))]
+        if mode != PRIVATE_DIR_MODE:
+            return [Step(self.key, Verb.UPDATE, f"set mode 0700 on {self.path}",
+                         (FieldChange("mode", mode, "700"),))]
+        return [noop(self.key, f"{self.path} exists, mode 0700")]
+
+    def apply(self, session: HostSession, step: Step) -> None:
+        session.transport.run(["mkdir", "-p", "-m", PRIVATE_DIR_MODE, self.path])
+        session.transport.run(["chmod", PRIVATE_DIR_MODE, self.path])
+
+
 def _mask_like(current: bytes, desired: bytes, desired_display: str) -> str:
     """Show the current file with the same masking as the desired one.
 

@@ -43,6 +43,7 @@ class MedusaOneOff:
     labels: Mapping[str, str]
     app_endpoint: tuple[str, int]
     ready_deadline_seconds: float = 120.0
+    network_mode: str = "host"  # the tenant's namespace: "container:<its gateway>"
 
     def run(
         self,
@@ -70,7 +71,7 @@ class MedusaOneOff:
                 command=list(command),
                 env={**self.env, **(extra_env or {})},
                 labels=dict(self.labels),
-                network_mode="host",
+                network_mode=self.network_mode,
                 restart_policy=None,
                 mounts=mounts,
             ),
@@ -84,23 +85,40 @@ class MedusaOneOff:
         return logs
 
     def wait_for_app(self, session: HostSession) -> None:
-        """Return once the app accepts TCP connections; ``StepFailed`` after the deadline."""
+        """Return once the app answers HTTP (any status) on its published port; the port
+        itself always accepts (the tenant's gateway listens on it), so only an answer
+        counts. ``StepFailed`` after the deadline."""
         address, port = self.app_endpoint
         deadline = time.monotonic() + self.ready_deadline_seconds
         while True:
-            try:
-                session.transport.open_tcp(address, port, timeout=2.0).close()
+            reason = _http_answer(session, address, port)
+            if reason is None:
                 return
-            except OSError as exc:
-                reason = str(exc) or type(exc).__name__
-            except StepFailed as exc:
-                reason = exc.message
             if time.monotonic() >= deadline:
                 raise StepFailed(
-                    f"the Medusa app did not accept connections on {address}:{port} within "
+                    f"the Medusa app did not answer on {address}:{port} within "
                     f"{self.ready_deadline_seconds:g}s ({reason})"
                 )
             time.sleep(0.5)
+
+
+def _http_answer(session: HostSession, address: str, port: int) -> str | None:
+    """None when ``GET /health`` on ``address:port`` gets an HTTP status line, else why not."""
+    try:
+        stream = session.transport.open_tcp(address, port, timeout=2.0)
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    except StepFailed as exc:
+        return exc.message
+    try:
+        stream.settimeout(5.0)
+        stream.sendall(b"GET /health HTTP/1.0\r\nUser-Agent: omni\r\n\r\n")
+        head = stream.recv(16)
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    finally:
+        stream.close()
+    return None if head.startswith(b"HTTP/") else "connection closed without an answer"
 
 
 def log_tail(logs: str, redact: Callable[[str], str]) -> str:

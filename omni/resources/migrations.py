@@ -36,6 +36,7 @@ class Migrations:
     marker_path: str
     redact: Callable[[str], str]
     key: str = "medusa.migrations"
+    network_mode: str = "host"  # the tenant's namespace: "container:<its gateway>"
 
     def observe(self, session: HostSession) -> MigrationState:
         raw = session.transport.read_file(self.marker_path)
@@ -89,7 +90,7 @@ class Migrations:
                 command=list(self.command),
                 env=dict(self.env),
                 labels=dict(self.labels),
-                network_mode="host",
+                network_mode=self.network_mode,
                 restart_policy=None,
             ),
             timeout=MIGRATION_TIMEOUT_SECONDS,

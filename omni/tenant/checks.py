@@ -28,6 +28,7 @@ from omni.errors import HostUnreachable, OmniError
 from omni.probe import ProbeError, https_get
 from omni.render import render_vhost, seal_intact, vhost_intact
 from omni.resources.vhost import nginx_address
+from omni.tenant.network import open_socket, redis_socket
 from omni.tenant.resources import render_env_file, render_redis_conf
 
 if TYPE_CHECKING:
@@ -160,12 +161,16 @@ def _resp_command(*parts: str) -> bytes:
 
 
 def check_redis(session: HostSession, spec: TenantSpec) -> Finding:
-    """``AUTH <password>`` then ``PING`` over a TCP stream from the host; the password is
-    sent only to Redis and never appears in the detail."""
-    where = f"{spec.bind_address}:{spec.redis_port}"
-    stream = _connect(session, spec.bind_address, spec.redis_port)
-    if isinstance(stream, str):
-        return "fail", f"redis {where}: cannot connect ({stream})"
+    """``AUTH <password>`` then ``PING`` through the tenant's gateway socket (Redis is
+    reachable from nowhere else); the password is sent only to Redis and never appears in
+    the detail."""
+    where = "redis via the tenant's gateway"
+    try:
+        stream = open_socket(session, redis_socket(spec))
+    except HostUnreachable:
+        raise
+    except OmniError as exc:
+        return "fail", f"{where}: cannot connect ({exc.message})"
     buffer = bytearray()
     try:
         stream.settimeout(_TIMEOUT)
@@ -173,14 +178,14 @@ def check_redis(session: HostSession, spec: TenantSpec) -> Finding:
         auth = _resp_line(stream, buffer)
         if not auth.startswith(b"+OK"):
             reason = auth.decode("utf-8", "replace")[:80]
-            return "fail", f"redis {where}: authentication refused ({reason})"
+            return "fail", f"{where}: authentication refused ({reason})"
         pong = _resp_line(stream, buffer)
     except OSError as exc:
-        return "fail", f"redis {where}: {exc or type(exc).__name__}"
+        return "fail", f"{where}: {exc or type(exc).__name__}"
     finally:
         stream.close()
     if pong != b"+PONG":
-        return "fail", f"redis {where}: PING answered {pong.decode('utf-8', 'replace')[:80]}"
+        return "fail", f"{where}: PING answered {pong.decode('utf-8', 'replace')[:80]}"
     return "pass", f"PONG from {where} (authenticated)"
 
 

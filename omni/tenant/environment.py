@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omni.redact import MASK
 from omni.tenant.secrets import TenantSecrets
-from omni.tenant.spec import TenantSpec
+from omni.tenant.spec import IN_NAMESPACE, TenantSpec
 
 REDIS_MAXMEMORY = "256mb"
 
@@ -14,7 +14,7 @@ def medusa_env(spec: TenantSpec) -> dict[str, str]:
     origins = ",".join(f"https://{domain}" for domain in spec.tenant.domains)
     env = {
         "NODE_ENV": "production",
-        "HOST": spec.bind_address,
+        "HOST": IN_NAMESPACE,
         "PORT": str(spec.app_port),
         "MEDUSA_BACKEND_URL": spec.public_url,
         "DATABASE_URL": spec.database_url,

@@ -12,6 +12,7 @@ from omni.resources.admin_user import AdminUser
 from omni.resources.medusa_oneoff import MedusaOneOff
 from omni.resources.storefront_key import PublishableKey
 from omni.tenant.environment import medusa_env
+from omni.tenant.network import network_mode
 from omni.tenant.spec import TenantSpec
 
 
@@ -24,6 +25,7 @@ def onboarding_resources(spec: TenantSpec) -> list[Resource[Any]]:
         labels=spec.labels("onboard"),
         app_endpoint=(spec.bind_address, spec.app_port),
         ready_deadline_seconds=spec.host.health.deadline_seconds,
+        network_mode=network_mode(spec),
     )
     script = render("medusa/onboard.js.j2", slug=spec.slug)
     redact = spec.redactor().text

@@ -142,31 +142,47 @@ def _write_registry(session: HostSession, host: Host, registry: Registry) -> Non
     )
 
 
-def allocate_standby_port(session: HostSession, inventory: Inventory, tenant: Tenant) -> int:
+def allocate_standby_port(
+    session: HostSession, inventory: Inventory, tenant: Tenant, *, reserve: bool = True
+) -> int:
     """The tenant's standby app port (blue/green): kept if it has one (its file, else the
     host's registry), else the lowest free port of the host's ``app_ports`` range, recorded
-    in the registry under the host's ports lock. Raises ``InvalidInput`` when the range is
+    in the registry under the host's ports lock (``reserve=False``, for a dry run: chosen
+    the same way, recorded nowhere, no lock). Raises ``InvalidInput`` when the range is
     full."""
     host = inventory.host(tenant.host)
+    if not reserve:
+        registry = parse_registry(session.transport.read_file(registry_path(host)))
+        return _choose_standby(session, inventory, tenant, registry)
     with session.lock(PORTS_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
         registry = parse_registry(session.transport.read_file(registry_path(host)))
         mine = registry.get(tenant.slug, {})
-        standby = tenant.standby_app_port or mine.get(STANDBY)
-        if standby is None:
-            _, taken = _taken_by_others(tenant, registry, inventory.tenants.values())
-            taken |= listening_ports(session.transport.run(["ss", "-Htln"]).text())
-            taken |= {p for p in (tenant.app_port, tenant.redis_port) if p}
-            standby = first_free(host.app_ports, taken)
-            if standby is None:
-                raise InvalidInput(
-                    f"host {host.name}: app_ports range is full (a deploy needs a second "
-                    "port per tenant); widen it in hosts.yaml", field="app_ports",
-                )
+        standby = _choose_standby(session, inventory, tenant, registry)
         if mine.get(STANDBY) != standby and tenant.app_port and tenant.redis_port:
             registry[tenant.slug] = {"app_port": tenant.app_port,
                                      "redis_port": tenant.redis_port, STANDBY: standby}
             _write_registry(session, host, registry)
         return standby
+
+
+def _choose_standby(
+    session: HostSession, inventory: Inventory, tenant: Tenant,
+    registry: Mapping[str, Mapping[str, int]],
+) -> int:
+    host = inventory.host(tenant.host)
+    standby = tenant.standby_app_port or registry.get(tenant.slug, {}).get(STANDBY)
+    if standby is not None:
+        return standby
+    _, taken = _taken_by_others(tenant, registry, inventory.tenants.values())
+    taken |= listening_ports(session.transport.run(["ss", "-Htln"]).text())
+    taken |= {p for p in (tenant.app_port, tenant.redis_port) if p}
+    standby = first_free(host.app_ports, taken)
+    if standby is None:
+        raise InvalidInput(
+            f"host {host.name}: app_ports range is full (each tenant needs a second "
+            "port, for blue/green deploys); widen it in hosts.yaml", field="app_ports",
+        )
+    return standby
 
 
 def record_swap(session: HostSession, host: Host, tenant: Tenant) -> None:

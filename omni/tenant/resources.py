@@ -10,11 +10,21 @@ from omni.engine.resource import Resource
 from omni.hosts.docker import RuntimeLimits
 from omni.render import render, seal
 from omni.resources.containers import TenantContainer
-from omni.resources.files import ManagedFile
+from omni.resources.files import ManagedFile, PrivateDirectory
 from omni.resources.migrations import Migrations
 from omni.resources.postgres import MaintenanceClosed, TenantDatabase, TenantRole
 from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
-from omni.tenant.spec import TenantSpec
+from omni.tenant.network import (
+    NET_DIR_IN_CONTAINER,
+    gateway_command,
+    gateway_container,
+    net_dir,
+    network_mode,
+    publish_command,
+    publish_container,
+    redis_probe,
+)
+from omni.tenant.spec import IN_NAMESPACE, TenantSpec
 
 # Not /etc/redis: Debian makes it 2770 redis:redis, closed to our dedicated uid.
 REDIS_CONF_IN_CONTAINER = "/usr/local/etc/redis/omni.conf"
@@ -31,7 +41,7 @@ def render_redis_conf(spec: TenantSpec) -> str:
         "medusa/redis.conf.j2",
         slug=spec.slug,
         host=spec.host.name,
-        bind_address=spec.bind_address,
+        bind_address=IN_NAMESPACE,
         port=spec.redis_port,
         password=spec.secrets.redis_password,
         maxmemory=REDIS_MAXMEMORY,
@@ -52,20 +62,53 @@ def migrations_resource(spec: TenantSpec) -> Migrations:
         command=tuple(spec.tenant.migrate_command),
         env=medusa_env(spec),
         labels=spec.labels("migrate"),
+        network_mode=network_mode(spec),
         marker_path=spec.migrated_marker_path,
         redact=spec.redactor().text,
     )
 
 
+def gateway_resources(spec: TenantSpec) -> tuple[TenantContainer, TenantContainer]:
+    """The tenant's two socat gateways (see ``omni.tenant.network``): the owner of its
+    network namespace, and the one publishing its app ports on the host's loopback."""
+    mount = ((net_dir(spec), NET_DIR_IN_CONTAINER, False),)
+    limits = _limits(spec, spec.host.limits.gateway_memory_mb)
+    inside = TenantContainer(
+        key="network.gateway",
+        name=gateway_container(spec),
+        image=spec.host.gateway_image,
+        command=gateway_command(spec),
+        env={},
+        labels=spec.labels("gateway"),
+        mounts=mount,
+        network_mode="none",
+        dependents=(spec.redis_container, spec.app_container),
+        limits=limits,
+    )
+    publish = TenantContainer(
+        key="network.publish",
+        name=publish_container(spec),
+        image=spec.host.gateway_image,
+        command=publish_command(spec),
+        env={},
+        labels=spec.labels("publish"),
+        mounts=mount,
+        ready_on=(spec.bind_address, spec.app_port),
+        limits=limits,
+    )
+    return inside, publish
+
+
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
-    """Secrets, role, database, files, Redis, migrations, app, certificate, vhost, admin
-    user, publishable key: in apply order."""
+    """Secrets, role, database, files, the network gateways, Redis, migrations, app,
+    certificate, vhost, admin user, publishable key: in apply order."""
     from omni.resources.certificate import Certificate
     from omni.resources.vhost import Vhost
     from omni.tenant.onboarding import onboarding_resources
     from omni.tenant.secrets_file import SecretsFile
 
     shown = dataclasses.replace(spec, secrets=masked_secrets())
+    gateway, publish = gateway_resources(spec)
     env = medusa_env(spec)
     env_file = render_env_file(spec)
     redis_conf = render_redis_conf(spec)
@@ -90,6 +133,9 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             display=render_redis_conf(shown),
             owner=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
         ),
+        PrivateDirectory(key="network.sockets", path=net_dir(spec)),
+        gateway,
+        publish,
         TenantContainer(
             key="redis.container",
             name=spec.redis_container,
@@ -103,8 +149,9 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             mounted_content_digest=hashlib.sha256(redis_conf.encode()).hexdigest(),
             # Runs as the uid that owns its 0600 config, not the image's named user.
             user=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
-            ready_on=(spec.bind_address, spec.redis_port),
+            ready_probe=redis_probe(spec),
             limits=_limits(spec, spec.host.limits.redis_memory_mb),
+            network_mode=network_mode(spec),
         ),
         migrations_resource(spec),
         TenantContainer(
@@ -115,6 +162,7 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             env=env,
             labels={**spec.labels("app"), "omni.image": spec.tenant.image},
             limits=_limits(spec, spec.host.limits.app_memory_mb),
+            network_mode=network_mode(spec),
         ),
         Certificate(spec),
         Vhost(spec),

@@ -14,6 +14,9 @@ from omni.tenant.secrets import TenantSecrets
 from omni.tenant.secrets_store import secrets_path
 from omni.tenant.storefront import storefront_path
 
+# What the tenant's containers see inside their own network namespace (see
+# omni.tenant.network): the app, Redis and the gateway's way to Postgres, all on loopback.
+IN_NAMESPACE = "127.0.0.1"
 # Postgres truncates identifiers at 63 bytes; slugs are at most 40 chars, so this fits.
 _DB_PREFIX = "tenant_"
 
@@ -116,15 +119,17 @@ class TenantSpec:
 
     @property
     def database_url(self) -> str:
+        """Postgres as the tenant's containers reach it: through the gateway's loopback
+        port in their namespace (the host's Postgres port number, kept for readability)."""
         pg = self.host.postgres
         return (
             f"postgres://{self.role_name}:{self.secrets.db_password}"
-            f"@{pg.host}:{pg.port}/{self.db_name}?sslmode={pg.sslmode}"
+            f"@{IN_NAMESPACE}:{pg.port}/{self.db_name}?sslmode={pg.sslmode}"
         )
 
     @property
     def redis_url(self) -> str:
-        return f"redis://:{self.secrets.redis_password}@{self.bind_address}:{self.redis_port}/0"
+        return f"redis://:{self.secrets.redis_password}@{IN_NAMESPACE}:{self.redis_port}/0"
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets.values())

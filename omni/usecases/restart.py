@@ -23,9 +23,10 @@ from omni.fleet.runner import FleetOptions, FleetProgress, Outcome, check_parall
 from omni.fleet.selection import select_tenants
 from omni.inventory.loader import load_inventory
 from omni.output.result import Result
-from omni.resources.containers import wait_accepting
+from omni.resources.containers import wait_ready
 from omni.tenant.existing import existing_spec
 from omni.tenant.health import health_gate
+from omni.tenant.network import redis_probe
 from omni.usecases.sessions import SessionOptions
 
 if TYPE_CHECKING:
@@ -79,8 +80,7 @@ def restart(
         for name in names:
             docker.restart(name)
             if name == spec.redis_container:
-                wait_accepting(session, name, spec.bind_address, spec.redis_port,
-                               REDIS_READY_SECONDS)
+                wait_ready(session, name, redis_probe(spec), REDIS_READY_SECONDS)
         health = health_gate(spec, NullProgress())
         return Outcome("ok", f"restarted {', '.join(names)}; healthy in {health['seconds']}s",
                        {"restarted": names})

@@ -37,7 +37,7 @@ from omni.inventory.loader import Inventory, describe_validation_error, load_inv
 from omni.inventory.models import Tenant
 from omni.output.result import Result
 from omni.tenant.health import health_gate
-from omni.tenant.ports import allocate_ports
+from omni.tenant.ports import allocate_ports, allocate_standby_port
 from omni.tenant.resources import tenant_resources
 from omni.tenant.secrets_store import load_or_generate_secrets
 from omni.tenant.spec import TenantSpec
@@ -198,6 +198,10 @@ def plan_tenant(
     secrets = load_or_generate_secrets(session, host, tenant.slug)
     app_port, redis_port = allocate_ports(session, inventory, tenant, reserve=reserve)
     tenant = tenant.model_copy(update={"app_port": app_port, "redis_port": redis_port})
+    # Allocated now, not at the first deploy: the tenant's gateways forward both ports from
+    # the start, so a deploy never has to touch them.
+    standby = allocate_standby_port(session, inventory, tenant, reserve=reserve)
+    tenant = tenant.model_copy(update={"standby_app_port": standby})
     spec = TenantSpec(tenant, host, secrets, app_port, redis_port, now=now)
     resources = tenant_resources(spec)
     plan = plan_resources(session, resources)
@@ -209,6 +213,7 @@ def plan_tenant(
         "admin_email": tenant.admin_email,
         "app_port": app_port,
         "redis_port": redis_port,
+        "standby_app_port": standby,
         "plan_fingerprint": plan.fingerprint(),
     }
     return TenantPlan(tenant, spec, resources, plan, data)

@@ -33,6 +33,7 @@ from omni.resources.removal import (
     RoleAbsent,
     VhostAbsent,
 )
+from omni.tenant.network import gateway_container, publish_container
 from omni.tenant.ports import release_ports
 from omni.tenant.secrets import TenantSecrets
 from omni.tenant.spec import TenantSpec
@@ -77,10 +78,12 @@ def removal_resources(spec: TenantSpec, admin_password: str, stamp: str) -> list
     return [
         final_backup(spec, admin_password, stamp),
         VhostAbsent(path=spec.vhost_path, nginx=host.nginx),
+        ContainerAbsent("network.publish", publish_container(spec)),
         ContainerAbsent("medusa.app", spec.app_container),
         ContainerAbsent("medusa.migrations", spec.migrate_container),
         ContainerAbsent("medusa.onboard", spec.onboard_container),  # left by a killed run
         ContainerAbsent("redis.container", spec.redis_container),
+        ContainerAbsent("network.gateway", gateway_container(spec)),
         PathAbsent("acme.certificate", host.nginx.certs_dir, spec.slug),
         DatabaseAbsent(spec.db_name),
         OwnedDatabasesAbsent(spec.role_name, spec.db_name),
