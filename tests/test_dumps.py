@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +49,29 @@ def test_another_tenant_whose_slug_starts_the_same_is_never_touched() -> None:
              ".acme-20261101T000000Z.dump.pgpass"]
     assert dumps_to_prune(names, "acme", 1, 0, NOW, protect="") == [_name("acme", 90)]
     assert dump_name_pattern("acme").fullmatch(_name("acme-outdoor", 1)) is None
+
+
+def test_a_passfile_in_use_by_a_tenant_whose_slug_starts_the_same_survives(
+    tmp_path: Path,
+) -> None:
+    """``acme``'s passfile clean-up (real ``find`` on a real directory) leaves the passfile
+    ``acme-outdoor``'s concurrent dump is using, removes only ones a killed run left over an
+    hour ago, and removes its own on exit."""
+    from omni.tenant.dumps import passfile_for
+    from omni.transport.local import LocalTransport
+
+    in_use = tmp_path / ".acme-outdoor-20261202T115900Z.dump.1a2b3c4d.pgpass"
+    stale = tmp_path / ".acme-outdoor-20261202T090000Z.dump.5e6f7a8b.pgpass"
+    unrelated = tmp_path / "acme-notes.pgpass"
+    for path in (in_use, stale, unrelated):
+        path.write_text("x")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(unrelated, (two_hours_ago, two_hours_ago))
+    near = str(tmp_path / "acme-20261202T120000Z.dump")
+    with passfile_for(LocalTransport(), near, "127.0.0.1", 5432, "tenant_acme", "admin",
+                      "pa:ss") as passfile:
+        assert Path(passfile).read_text() == "127.0.0.1:5432:tenant_acme:admin:pa\\:ss\n"
+        assert Path(passfile).stat().st_mode & 0o777 == 0o600
+        assert in_use.exists() and unrelated.exists() and not stale.exists()
+    assert not Path(passfile).exists() and in_use.exists()

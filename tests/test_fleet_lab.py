@@ -7,6 +7,8 @@ converging with ``tenant create``), so the tests run in file order.
 
 from __future__ import annotations
 
+import ipaddress
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,11 +103,14 @@ def _serial(host: Host, domain: str) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
-def _redis(session: Any, port: int, *commands: tuple[str, ...]) -> bytes:
-    """Send ``commands`` on one connection to the tenant's Redis; the simple replies."""
+def _redis(session: Any, slug: str, *commands: tuple[str, ...]) -> bytes:
+    """Send ``commands`` on one connection to the tenant's Redis (through its gateway's
+    socket: nothing else reaches it); the simple replies."""
     from omni.tenant.checks import _resp_command
+    from omni.tenant.network import open_socket
 
-    stream = session.transport.open_tcp(session.host.bind_address, port, timeout=5)
+    path = f"{session.host.state_dir}/tenants/{slug}/net/redis.sock"
+    stream = open_socket(session, path)
     try:
         stream.settimeout(5)
         stream.sendall(b"".join(_resp_command(*c) for c in commands))
@@ -140,6 +145,104 @@ def test_health_check_all_healthy_with_every_check_in_the_envelope(
     assert human.code == 0 and all(slug in human.stdout for slug in tenants)
 
 
+# Run with node inside a tenant's app container: connects to argv[1] (host:port) and says
+# what happened; with argv[2] = "pg:<db>", logs in to that database with the container's own
+# DATABASE_URL credentials; with "redis", authenticates with its own REDIS_URL and PINGs.
+_PROBE_JS = r"""
+const [target, mode] = process.argv.slice(1);
+const [host, port] = target.split(':');
+if ((mode || '').startsWith('pg:')) {
+  const url = new URL(process.env.DATABASE_URL);
+  const { Client } = require('/app/node_modules/pg');
+  const c = new Client({ host, port: +port, user: url.username,
+    password: decodeURIComponent(url.password), database: mode.slice(3),
+    connectionTimeoutMillis: 3000 });
+  c.connect().then(() => c.query('SELECT 1')).then(() => { console.log('OK'); c.end(); })
+   .catch(e => { console.log('ERR ' + (e.code || e.message)); process.exit(0); });
+} else {
+  const s = require('net').connect({ host, port: +port, timeout: 3000 }, () => {
+    if (mode !== 'redis') { console.log('CONNECTED'); s.end(); return; }
+    const pw = decodeURIComponent(new URL(process.env.REDIS_URL).password);
+    s.write(`AUTH ${pw}\r\nPING\r\n`);
+  });
+  let got = '';
+  s.on('data', d => { got += d; if (got.includes('PONG') || got.startsWith('-')) {
+    console.log(got.includes('+PONG') ? 'PONG' : 'ERR ' + got.trim()); s.destroy(); } });
+  s.on('error', e => console.log(e.code));
+  s.on('timeout', () => { console.log('TIMEOUT'); s.destroy(); });
+}
+"""
+
+
+def _from_inside(host: Host, container: str, target: str, mode: str = "") -> str:
+    """What a connection from inside ``container`` (its own network namespace) to
+    ``target`` gives: CONNECTED, OK, PONG, or the error (ECONNREFUSED, ERR <sqlstate>...)."""
+    argv = [host.docker.cli or "docker", "-H", f"unix://{host.docker.socket}", "exec",
+            container, "node", "-e", _PROBE_JS, target, mode]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_tenant_reaches_its_own_redis_and_database_and_nothing_of_a_neighbour(
+    fleet: tuple[Path, dict[str, str]], lab_hosts: Any,
+) -> None:
+    inventory, _ = fleet
+    fa, fb, _, _ = _slugs(fleet)
+    dev = _host(lab_hosts, "dev")
+    mine, theirs = (yaml.safe_load((inventory / "tenants" / f"{s}.yaml").read_text())
+                    for s in (fa, fb))
+    app = f"omni-{fa}-app"
+    pg = f"127.0.0.1:{dev.postgres.port}"
+    # Its own Redis and database, through its namespace's loopback.
+    assert _from_inside(dev, app, f"127.0.0.1:{mine['redis_port']}", "redis") == "PONG"
+    assert _from_inside(dev, app, pg, f"pg:tenant_{fa.replace('-', '_')}") == "OK"
+    # The neighbour's Redis: not in this namespace, and not on the host either.
+    for target in (f"127.0.0.1:{theirs['redis_port']}",
+                   f"{dev.bind_address}:{theirs['redis_port']}"):
+        assert _from_inside(dev, app, target) in ("ECONNREFUSED", "TIMEOUT"), target
+    # The neighbour's database: refused by Postgres (no CONNECT for this role) ...
+    refused = _from_inside(dev, app, pg, f"pg:tenant_{fb.replace('-', '_')}")
+    assert refused in ("ERR 42501", "ERR 28000"), refused
+    # ... and the host's own services (Postgres itself, sshd, the neighbour's app port, the
+    # ACME server) are not reachable at all.
+    for target in (f"{dev.postgres.host}:{dev.postgres.port}", f"{dev.address}:{dev.port}",
+                   f"{dev.bind_address}:{theirs['app_port']}", "127.0.0.1:14000"):
+        assert _from_inside(dev, app, target) in ("ECONNREFUSED", "TIMEOUT"), target
+
+
+def test_only_loopback_addresses_carry_tenant_listeners(
+    fleet: tuple[Path, dict[str, str]], lab_hosts: Any,
+) -> None:
+    """Every socket a tenant's containers listen on in the host's namespace (the published
+    app ports) is on loopback; Redis and the app themselves listen on none there."""
+    inventory, tenants = fleet
+    listeners = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True, check=True,
+                               timeout=30).stdout.splitlines()
+    for slug, host_name in tenants.items():
+        host = _host(lab_hosts, host_name)
+        data = yaml.safe_load((inventory / "tenants" / f"{slug}.yaml").read_text())
+        published = {data["app_port"], data["standby_app_port"]}
+        found: dict[int, list[str]] = {}
+        for line in listeners:
+            local = line.split()[3]
+            address, _, port = local.rpartition(":")
+            if int(port) in published | {data["redis_port"]}:
+                found.setdefault(int(port), []).append(address)
+        assert data["redis_port"] not in found or all(
+            ipaddress.ip_address(a.strip("[]").split("%")[0]).is_loopback
+            for a in found[data["redis_port"]]), (slug, found)
+        for port in published:
+            assert found.get(port), (slug, port, "not published")
+            assert all(a == host.bind_address for a in found[port]), (slug, port, found[port])
+    non_loopback = [line for line in listeners
+                    if any(p in line for p in ('"socat"', '"redis-server"', '"node"'))
+                    and not ipaddress.ip_address(
+                        line.split()[3].rpartition(":")[0].strip("[]").split("%")[0]
+                    ).is_loopback]
+    assert non_loopback == []
+
+
 def test_health_check_names_a_stopped_app_a_hand_edited_vhost_and_a_wrong_redis_password(
     fleet: tuple[Path, dict[str, str]], lab_hosts: Any, session: Callable[[Host], Any],
 ) -> None:
@@ -152,10 +255,8 @@ def test_health_check_names_a_stopped_app_a_hand_edited_vhost_and_a_wrong_redis_
     dev.transport.write_file(vhost, original + b"# tuned by hand\n", mode=0o644)
     raw = netcup.transport.read_file(secrets_path(netcup.host, fc))
     password = TenantSecrets.from_json(raw).redis_password
-    redis_port = yaml.safe_load((inventory / "tenants" / f"{fc}.yaml").read_text())[
-        "redis_port"]
     changed = "changed-by-hand-1234"
-    answer = _redis(netcup, redis_port, ("AUTH", password),
+    answer = _redis(netcup, fc, ("AUTH", password),
                     ("CONFIG", "SET", "requirepass", changed))
     assert answer == b"+OK\r\n+OK\r\n", answer
     try:
@@ -171,7 +272,7 @@ def test_health_check_names_a_stopped_app_a_hand_edited_vhost_and_a_wrong_redis_
         assert rows[fd]["status"] == "ok"
         assert {c for c, s in _checks(rows[fa]).items() if s == "fail"} >= {"app", "upstream"}
     finally:
-        _redis(netcup, redis_port, ("AUTH", changed), ("CONFIG", "SET", "requirepass", password))
+        _redis(netcup, fc, ("AUTH", changed), ("CONFIG", "SET", "requirepass", password))
         for slug in (fa, fb):
             assert tl.omni(inventory, "tenant", "create", slug).code == 0
     healed = tl.omni(inventory, "--json", "health-check", fa, fb, fc)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from psycopg import sql
 
 from omni.errors import StepFailed
 from omni.inventory.models import Host
@@ -114,3 +116,71 @@ def test_a_postgres_connection_closed_by_the_server_is_a_step_failure_not_a_cras
         conn.execute("SELECT 1")
     with s.postgres() as conn:  # the session opens a new one on next use
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _inventory_with(tmp: Path, tenant_inventory: Path, host: str, **changes: Any) -> Path:
+    """A copy of ``tenant_inventory`` (tenant files included) with ``changes`` under
+    ``hosts.<host>`` (dotted keys for nested settings)."""
+    target = tl.copy_lab_inventory(tmp)
+    for tenant_file in (tenant_inventory / "tenants").glob("*.yaml"):
+        (target / "tenants" / tenant_file.name).write_text(tenant_file.read_text())
+    data = yaml.safe_load((target / "hosts.yaml").read_text())
+    for dotted, value in changes.items():
+        node = data["hosts"][host]
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (target / "hosts.yaml").write_text(yaml.safe_dump(data))
+    return target
+
+
+def _clean_error(run: tl.Run, code: str, status: int) -> None:
+    """One ``error[code]: ...`` line, the documented exit status, never 70, no traceback."""
+    assert run.code == status and run.code != 70, (run.code, run.stderr)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error[")]
+    assert errors and errors[-1].startswith(f"error[{code}]: "), run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "role cannot log in"])
+def test_postgres_refusing_omni_is_a_clean_cli_error(
+    fault: str, tenant: tuple[Path, str], netcup_host: Host, session: Callable[[Host], Any],
+    tmp_path: Path,
+) -> None:
+    inventory, slug = tenant
+    role = f"omni_fault_{tmp_path.name[-6:].replace('-', '_')}"
+    password_file = tmp_path / "admin.password"
+    password_file.write_text("right-password-1234\n")
+    password_file.chmod(0o600)
+    s = session(netcup_host)
+    with s.postgres() as conn:
+        login = "NOLOGIN" if fault == "role cannot log in" else "LOGIN"
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER " + login + " PASSWORD %s").format(
+            sql.Identifier(role)), ("right-password-1234",))
+    try:
+        if fault == "wrong password":
+            password_file.write_text("wrong-password-5678\n")
+        faulty = _inventory_with(tmp_path / "inv", inventory, "netcup", **{
+            "postgres.admin_user": role, "postgres.admin_password_file": str(password_file)})
+        run = tl.omni(faulty, "tenant", "create", slug, "--dry-run")
+        _clean_error(run, "step_failed", 3)
+        assert "wrong-password-5678" not in run.stdout + run.stderr
+    finally:
+        with s.postgres() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_remote_text_with_square_brackets_is_printed_as_it_is(
+    tenant: tuple[Path, str], tmp_path: Path,
+) -> None:
+    """Text from a host that the terminal renderer would read as markup (a closing tag
+    with no opening one makes rich raise) reaches the user verbatim, not as exit 70."""
+    inventory, _ = tenant
+    shout = "[/bold] nginx: [emerg] unexpected \"}\" in [red]/etc/nginx/x.conf:1"
+    faulty = _inventory_with(tmp_path, inventory, "netcup", **{
+        "nginx.test_command": ["sh", "-c", f"echo '{shout}' >&2; exit 1"]})
+    run = tl.omni(faulty, "hosts", "check", "netcup")
+    assert run.code == 1 and run.code != 70, (run.code, run.stderr)
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "[emerg]" in run.stdout and "[/bold]" in run.stdout, run.stdout

@@ -2,7 +2,8 @@
 
 Per host, in order: ``reachable`` (TCP + SSH handshake), ``host_key`` (the server's key is
 one of the inventory's pins), ``login`` (the identity is accepted), ``docker`` (engine
-version over the pinned connection), ``nginx`` (the host's ``nginx.test_command``),
+version over the pinned connection), ``gateway`` (the tenant gateway image and socat),
+``nginx`` (the host's ``nginx.test_command``),
 ``postgres`` (server version through the tunnel), ``disk`` (free space on ``state_dir``)
 and ``acme`` (the ACME directory answers, fetched from the machine running omni).
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     from omni.transport.base import Transport
 
 COMMAND = "hosts check"
-CHECKS = ("reachable", "host_key", "login", "docker", "nginx", "postgres", "disk", "acme")
+CHECKS = ("reachable", "host_key", "login", "docker", "gateway", "nginx", "postgres", "disk",
+          "acme")
 MIN_FREE_BYTES = 1 << 30  # below this, a deploy (images, dumps) is likely to fail
 GIB = float(1 << 30)
 
@@ -138,6 +140,19 @@ def _row(check: str, fn: Callable[[], str], deadline: float) -> CheckRow:
 
 def check_docker(session: Session) -> str:
     return f"engine {session.docker().version()}"
+
+
+def check_gateway(session: Session, host: Host, timeout: float) -> str:
+    """What tenants' private networks need: the gateway image, and socat on the host
+    (omni reaches a tenant's Redis through its gateway's socket with it)."""
+    if session.docker().image_id(host.gateway_image) is None:
+        raise CheckFailed(f"gateway image {host.gateway_image} is not on the host "
+                          "(build it from lab/images/gateway)")
+    result = session.transport.run(["socat", "-V"], timeout=timeout, check=False)
+    if not result.ok:
+        raise CheckFailed("socat is not installed on the host (apt-get install socat)")
+    version = next((ln.strip() for ln in result.text().splitlines() if "version" in ln), "")
+    return f"{host.gateway_image} present; {version or 'socat installed'}"
 
 
 def check_nginx(session: Session, host: Host, timeout: float) -> str:
@@ -267,6 +282,7 @@ def check_host(
         t = timeouts.command
         remote: list[tuple[str, Callable[[], str]]] = [
             ("docker", lambda: check_docker(session)),
+            ("gateway", lambda: check_gateway(session, host, t)),
             ("nginx", lambda: check_nginx(session, host, t)),
             ("postgres", lambda: check_postgres(session)),
             ("disk", lambda: check_disk(session, host, t, min_free)),
