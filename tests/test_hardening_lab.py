@@ -156,8 +156,9 @@ def test_postgres_refusing_omni_is_a_clean_cli_error(
     s = session(netcup_host)
     with s.postgres() as conn:
         login = "NOLOGIN" if fault == "role cannot log in" else "LOGIN"
-        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER " + login + " PASSWORD %s").format(
-            sql.Identifier(role)), ("right-password-1234",))
+        # Utility statements take no bound parameters: the password goes in as a literal.
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER " + login + " PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal("right-password-1234")))
     try:
         if fault == "wrong password":
             password_file.write_text("wrong-password-5678\n")
