@@ -345,16 +345,21 @@ def recorded(stub: dict[str, str]) -> dict[str, Any]:
      ["tenant", "create", "--host=dev", "--domain=a.example.com",
       "--domain=$(touch${IFS}pwned4)", "--image=m:1", "--dry-run", "--",
       "--evil; $(touch pwned)"]),
-    ("tenant_create", {"slug": "acme", "expect_plan": "abc", "wait": 5.0},
-     ["tenant", "create", "--expect-plan=abc", "--wait=5.0", "--", "acme"]),
+    ("tenant_create", {"slug": "acme", "dry_run": True, "expect_plan": "abc", "wait": 5.0},
+     ["tenant", "create", "--dry-run", "--expect-plan=abc", "--wait=5.0", "--", "acme"]),
     ("restart", {"every": True, "service": "redis", "parallel": 2, "keep_going": True},
      ["restart", "--all", "--service=redis", "--parallel=2", "--keep-going", "--"]),
-    ("deploy", {"image": "m:2", "slugs": ["a", "b"], "expect_plan": "f1"},
-     ["deploy", "--image=m:2", "--expect-plan=f1", "--", "a", "b"]),
-    ("rollback", {"slug": "a", "restore_db": False}, ["rollback", "--no-restore-db", "--", "a"]),
-    ("tenant_destroy", {"slug": "a", "confirm": "a"}, ["tenant", "destroy", "--yes", "--", "a"]),
-    ("migrate_all", {"tenants": ["a"], "host": "dev"},
-     ["migrate-all", "--tenant=a", "--host=dev"]),
+    ("deploy", {"image": "m:2", "slugs": ["a", "b"], "dry_run": True, "expect_plan": "f1"},
+     ["deploy", "--image=m:2", "--dry-run", "--expect-plan=f1", "--", "a", "b"]),
+    ("rollback", {"slug": "a", "restore_db": False, "dry_run": True},
+     ["rollback", "--no-restore-db", "--dry-run", "--", "a"]),
+    ("tenant_destroy", {"slug": "a", "confirm": "a", "dry_run": True},
+     ["tenant", "destroy", "--yes", "--dry-run", "--", "a"]),
+    ("migrate_all", {"tenants": ["a"], "host": "dev", "expect_plan": "f3"},
+     ["migrate-all", "--tenant=a", "--host=dev", "--expect-plan=f3"]),
+    ("certs_renew", {"expect_plan": "f4"}, ["certs", "renew", "--expect-plan=f4", "--"]),
+    ("backup_restore", {"slug": "a", "confirm": "a", "expect_plan": "f5"},
+     ["backup", "restore", "--yes", "--expect-plan=f5", "--", "a"]),
     ("plan", {"slugs": ["a"]}, ["plan", "--format=markdown", "--", "a"]),
     ("history", {}, ["history", "--"]),
     ("backup_verify", {"every": True, "read_data_subset": 5.0},
@@ -374,7 +379,8 @@ def test_step_inputs_become_omni_arguments(
 def test_a_wrong_confirmation_is_refused_before_omni_runs(
     tmp_path: Path, stub: dict[str, str]
 ) -> None:
-    done = run_step("tenant_destroy", {"slug": "a", "confirm": "b", "inventory": "/inv",
+    done = run_step("tenant_destroy", {"slug": "a", "confirm": "b", "dry_run": True,
+                                       "inventory": "/inv",
                                        "ssh_key_variable": "none"}, tmp_path, **stub)
     assert done.returncode == 1
     assert "confirm: type the slug (a)" in done.stderr
