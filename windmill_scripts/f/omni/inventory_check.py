@@ -59,7 +59,8 @@ def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = 
         if proc.returncode != 0:
             errors = [ln for ln in err.splitlines() if ln.startswith("error[")]
             raise RuntimeError(
-                f"omni {' '.join(argv[:2])} failed (exit {proc.returncode}): "
+                f"omni {' '.join(a for a in argv[:2] if a != '--')} failed "
+                f"(exit {proc.returncode}): "
                 + ("; ".join(errors) or err.strip()[-2000:] or "no output"))
         if not isinstance(envelope, dict):
             raise RuntimeError("omni printed no JSON envelope")
