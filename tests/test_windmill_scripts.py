@@ -560,3 +560,95 @@ def test_a_flow_input_the_step_does_not_have_fails(tmp_path: Path) -> None:
         flow = folder / "onboard_tenant.flow" / "flow.yaml"
         flow.write_text(flow.read_text().replace("expect_plan:", "expect_plann:", 1))
     assert any("unknown inputs ['expect_plann']" in p for p in _problems(tmp_path, edit))
+
+
+# --- recovery, timeouts, fingerprints from this flow's plan, git_ref ---
+
+
+def _drop_module_key(flow: str, module_id: str, key: str) -> Any:
+    def mutate(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            found = [m for m in check_metadata.walk_modules(d["value"]["modules"])
+                     if m["id"] == module_id]
+            assert found, module_id
+            found[0].pop(key)
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    return mutate
+
+
+def test_an_unscheduled_flow_without_its_recovery_step_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "rollout.flow" / "flow.yaml", lambda d: d["value"].__setitem__(
+            "modules", [m for m in d["value"]["modules"] if m["id"] != "recovery"]))
+    assert any("rollout.flow/flow.yaml: needs a recovery handler" in p
+               for p in _problems(tmp_path, drop))
+
+
+def test_a_schedule_without_on_recovery_leaves_its_flow_without_recovery(
+    tmp_path: Path
+) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "health_sweep.schedule.yaml", lambda d: d.pop("on_recovery"))
+    problems = _problems(tmp_path, drop)
+    assert any("on_recovery must be" in p for p in problems)
+    assert any("health_sweep.flow/flow.yaml: needs a recovery handler" in p for p in problems)
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("rollout", "deploy_tenant"), ("health_sweep", "check_tenant"), ("rollout", "verdict"),
+])
+def test_a_step_without_a_timeout_fails(tmp_path: Path, flow: str, module: str) -> None:
+    problems = _problems(tmp_path, _drop_module_key(flow, module, "timeout"))
+    assert any(f"step {module}: needs a timeout" in p for p in problems)
+
+
+def test_a_failure_handler_without_a_timeout_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "backup_nightly.flow" / "flow.yaml",
+              lambda d: d["value"]["failure_module"].pop("timeout"))
+    assert any("failure_module needs a timeout" in p for p in _problems(tmp_path, drop))
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("certs_renew_daily", "renew"), ("migrate_all_fleet", "migrate_tenant"),
+    ("rollout", "rollback_tenant"),
+])
+def test_an_apply_whose_fingerprint_is_not_from_this_flows_plan_fails(
+    tmp_path: Path, flow: str, module: str
+) -> None:
+    def forge(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            step = next(m for m in check_metadata.walk_modules(d["value"]["modules"])
+                        if m["id"] == module)
+            step["value"]["input_transforms"]["expect_plan"] = {
+                "type": "javascript", "expr": "flow_input.fingerprint"}
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    assert any(f"step {module}: applies" in p and "expect_plan" in p
+               for p in _problems(tmp_path, forge))
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("onboard_tenant", "create"), ("rollout", "deploy_tenant"), ("rollout", "rollback_tenant"),
+])
+def test_an_apply_that_may_write_a_tenant_file_without_git_ref_fails(
+    tmp_path: Path, flow: str, module: str
+) -> None:
+    def drop(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            step = next(m for m in check_metadata.walk_modules(d["value"]["modules"])
+                        if m["id"] == module)
+            del step["value"]["input_transforms"]["git_ref"]
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    assert any(f"step {module}: applies" in p and "without git_ref" in p
+               for p in _problems(tmp_path, drop))
+
+
+def test_every_host_changing_step_needs_an_approved_plan_or_says_why_not() -> None:
+    changing = {s.name for s in gen_steps.STEPS if s.changes_hosts}
+    assert gen_steps.NEEDS_APPROVED_PLAN | set(gen_steps.NO_PLAN_ENFORCEMENT) == changing
+    assert not gen_steps.NEEDS_APPROVED_PLAN & set(gen_steps.NO_PLAN_ENFORCEMENT)
+    for name in gen_steps.NEEDS_APPROVED_PLAN:
+        params = {p.name for p in next(s for s in gen_steps.STEPS if s.name == name).params}
+        assert {"dry_run", "expect_plan"} <= params, name
+    assert set(gen_steps.PROPOSES_CHANGE) <= gen_steps.NEEDS_APPROVED_PLAN
+    assert {f"f/omni/{n}" for n in gen_steps.PROPOSES_CHANGE} == check_metadata.GIT_REF_STEPS
