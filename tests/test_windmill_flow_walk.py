@@ -398,6 +398,7 @@ def test_health_sweep_against_the_lab(
     host is found unhealthy, named by the verdict, and paged; with no tenant the sweep
     passes."""
     inventory = lab_inventory
+    monkeypatch.chdir(inventory.parent)  # the runner writes ./result.json, as on a worker
     runner = Path(sys.executable).parent / "omni-windmill-step"
     assert runner.exists()
     monkeypatch.setenv("OMNI_WINDMILL_STEP", str(runner))

@@ -14,6 +14,11 @@ with omni's ``error[...]`` lines. The scripts import only the standard library, 
 installs nothing for them (in particular not PyPI's unrelated ``omni``); ``tag: omni`` runs
 them on the worker group whose image has our omni.
 
+Steps that change hosts and have a plan (``NEEDS_APPROVED_PLAN``) refuse to apply without
+``expect_plan``; steps whose command may write a tenant file (``PROPOSES_CHANGE``) apply
+only on the inventory from git (``git_ref``) and propose the change as a pull request
+(``_propose`` in the shared runner code), or fail.
+
 The schema in each ``.script.yaml`` is what Windmill's own parser
 (``windmill-parser-wasm-py``, the copy windmill-cli pins) infers from ``main``, turned into
 JSON schema the way Windmill's editor does (``argSigToJsonSchemaType``).
