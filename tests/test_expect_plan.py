@@ -8,7 +8,9 @@ backup restore) is wired to it, and its CLI takes ``--expect-plan``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from omni.engine.step import Step, Verb
 from omni.errors import InvalidInput
@@ -137,3 +140,36 @@ def test_the_cli_takes_expect_plan(command: list[str]) -> None:
                           env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
     assert done.returncode == 0, done.stderr
     assert "--expect-plan" in done.stdout
+
+
+@pytest.mark.parametrize("command", [["migrate-all"], ["certs", "renew"]])
+def test_the_cli_refuses_a_fingerprint_that_is_not_the_dry_runs(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """End to end through the CLI, on an inventory with hosts but no tenant (so no host is
+    contacted): the dry run prints its fingerprint; that one applies, another exits 2."""
+    inventory = tmp_path / "inventory"
+    (inventory / "tenants").mkdir(parents=True)
+    example = Path(__file__).resolve().parent.parent / "inventory" / "hosts.yaml"
+    hosts = yaml.safe_load(example.read_text())
+    for host in hosts["hosts"].values():
+        host["address"] = "127.0.0.1"  # nothing connects (no tenant), but never elsewhere
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+
+    def omni(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "omni.cli", f"--inventory={inventory}", "--json",
+             *command, *args], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "NO_COLOR": "1"})
+
+    planned = omni("--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    fingerprint = json.loads(planned.stdout)["data"]["plan_fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    refused = omni("--expect-plan=0000000000000000")
+    assert refused.returncode == 2
+    assert "error[invalid_input]: --expect-plan:" in refused.stderr
+    assert f"now {fingerprint}" in refused.stderr
+    applied = omni(f"--expect-plan={fingerprint}")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["data"]["plan_fingerprint"] == fingerprint
