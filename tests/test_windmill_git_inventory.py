@@ -168,6 +168,11 @@ def test_the_repository_url_comes_from_a_windmill_variable(
 @pytest.mark.parametrize(("name", "args"), [
     ("deploy", {"image": "medusa:2", "slugs": ["acme"]}),
     ("tenant_create", {"slug": "acme"}),
+    ("tenant_destroy", {"slug": "acme", "confirm": "acme"}),
+    ("rollback", {"slug": "acme"}),
+    ("migrate_all", {"tenants": ["acme"]}),
+    ("certs_renew", {}),
+    ("backup_restore", {"slug": "acme", "confirm": "acme"}),
 ])
 def test_steps_that_apply_refuse_without_the_approved_plan(
     name: str, args: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -219,8 +224,20 @@ def test_the_rollout_gates_on_the_reviewed_fleet_plan_at_git_ref() -> None:
                 yield value
             yield from scripts(value.get("modules", []))
 
-    found = list(scripts(modules))
-    assert len(found) == 4
+    found = [v for v in scripts(modules) if v["path"] != "f/omni/page"]
+    assert len(found) == 5
     for value in found:
         assert value["input_transforms"]["git_ref"]["expr"] == "flow_input.git_ref || ''"
     assert {"git_ref", "expect_fleet_plan"} <= set(flow["schema"]["properties"])
+    assert "git_ref" in flow["schema"]["required"]
+
+
+def test_onboarding_reads_the_inventory_at_git_ref_in_every_step() -> None:
+    flow = yaml.safe_load((STEPS / "onboard_tenant.flow" / "flow.yaml").read_text())
+    steps = [m for m in flow["value"]["modules"] if m["value"]["type"] == "script"
+             and m["value"]["path"] != "f/omni/page"]
+    assert [m["id"] for m in steps] == ["plan", "create", "health"]
+    for module in steps:
+        assert module["value"]["input_transforms"]["git_ref"]["expr"] == (
+            "flow_input.git_ref || ''")
+    assert "git_ref" in flow["schema"]["required"]

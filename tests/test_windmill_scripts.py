@@ -345,16 +345,21 @@ def recorded(stub: dict[str, str]) -> dict[str, Any]:
      ["tenant", "create", "--host=dev", "--domain=a.example.com",
       "--domain=$(touch${IFS}pwned4)", "--image=m:1", "--dry-run", "--",
       "--evil; $(touch pwned)"]),
-    ("tenant_create", {"slug": "acme", "expect_plan": "abc", "wait": 5.0},
-     ["tenant", "create", "--expect-plan=abc", "--wait=5.0", "--", "acme"]),
+    ("tenant_create", {"slug": "acme", "dry_run": True, "expect_plan": "abc", "wait": 5.0},
+     ["tenant", "create", "--dry-run", "--expect-plan=abc", "--wait=5.0", "--", "acme"]),
     ("restart", {"every": True, "service": "redis", "parallel": 2, "keep_going": True},
      ["restart", "--all", "--service=redis", "--parallel=2", "--keep-going", "--"]),
-    ("deploy", {"image": "m:2", "slugs": ["a", "b"], "expect_plan": "f1"},
-     ["deploy", "--image=m:2", "--expect-plan=f1", "--", "a", "b"]),
-    ("rollback", {"slug": "a", "restore_db": False}, ["rollback", "--no-restore-db", "--", "a"]),
-    ("tenant_destroy", {"slug": "a", "confirm": "a"}, ["tenant", "destroy", "--yes", "--", "a"]),
-    ("migrate_all", {"tenants": ["a"], "host": "dev"},
-     ["migrate-all", "--tenant=a", "--host=dev"]),
+    ("deploy", {"image": "m:2", "slugs": ["a", "b"], "dry_run": True, "expect_plan": "f1"},
+     ["deploy", "--image=m:2", "--dry-run", "--expect-plan=f1", "--", "a", "b"]),
+    ("rollback", {"slug": "a", "restore_db": False, "dry_run": True},
+     ["rollback", "--no-restore-db", "--dry-run", "--", "a"]),
+    ("tenant_destroy", {"slug": "a", "confirm": "a", "dry_run": True},
+     ["tenant", "destroy", "--yes", "--dry-run", "--", "a"]),
+    ("migrate_all", {"tenants": ["a"], "host": "dev", "expect_plan": "f3"},
+     ["migrate-all", "--tenant=a", "--host=dev", "--expect-plan=f3"]),
+    ("certs_renew", {"expect_plan": "f4"}, ["certs", "renew", "--expect-plan=f4", "--"]),
+    ("backup_restore", {"slug": "a", "confirm": "a", "expect_plan": "f5"},
+     ["backup", "restore", "--yes", "--expect-plan=f5", "--", "a"]),
     ("plan", {"slugs": ["a"]}, ["plan", "--format=markdown", "--", "a"]),
     ("history", {}, ["history", "--"]),
     ("backup_verify", {"every": True, "read_data_subset": 5.0},
@@ -374,7 +379,8 @@ def test_step_inputs_become_omni_arguments(
 def test_a_wrong_confirmation_is_refused_before_omni_runs(
     tmp_path: Path, stub: dict[str, str]
 ) -> None:
-    done = run_step("tenant_destroy", {"slug": "a", "confirm": "b", "inventory": "/inv",
+    done = run_step("tenant_destroy", {"slug": "a", "confirm": "b", "dry_run": True,
+                                       "inventory": "/inv",
                                        "ssh_key_variable": "none"}, tmp_path, **stub)
     assert done.returncode == 1
     assert "confirm: type the slug (a)" in done.stderr
@@ -554,3 +560,95 @@ def test_a_flow_input_the_step_does_not_have_fails(tmp_path: Path) -> None:
         flow = folder / "onboard_tenant.flow" / "flow.yaml"
         flow.write_text(flow.read_text().replace("expect_plan:", "expect_plann:", 1))
     assert any("unknown inputs ['expect_plann']" in p for p in _problems(tmp_path, edit))
+
+
+# --- recovery, timeouts, fingerprints from this flow's plan, git_ref ---
+
+
+def _drop_module_key(flow: str, module_id: str, key: str) -> Any:
+    def mutate(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            found = [m for m in check_metadata.walk_modules(d["value"]["modules"])
+                     if m["id"] == module_id]
+            assert found, module_id
+            found[0].pop(key)
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    return mutate
+
+
+def test_an_unscheduled_flow_without_its_recovery_step_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "rollout.flow" / "flow.yaml", lambda d: d["value"].__setitem__(
+            "modules", [m for m in d["value"]["modules"] if m["id"] != "recovery"]))
+    assert any("rollout.flow/flow.yaml: needs a recovery handler" in p
+               for p in _problems(tmp_path, drop))
+
+
+def test_a_schedule_without_on_recovery_leaves_its_flow_without_recovery(
+    tmp_path: Path
+) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "health_sweep.schedule.yaml", lambda d: d.pop("on_recovery"))
+    problems = _problems(tmp_path, drop)
+    assert any("on_recovery must be" in p for p in problems)
+    assert any("health_sweep.flow/flow.yaml: needs a recovery handler" in p for p in problems)
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("rollout", "deploy_tenant"), ("health_sweep", "check_tenant"), ("rollout", "verdict"),
+])
+def test_a_step_without_a_timeout_fails(tmp_path: Path, flow: str, module: str) -> None:
+    problems = _problems(tmp_path, _drop_module_key(flow, module, "timeout"))
+    assert any(f"step {module}: needs a timeout" in p for p in problems)
+
+
+def test_a_failure_handler_without_a_timeout_fails(tmp_path: Path) -> None:
+    def drop(folder: Path) -> None:
+        _edit(folder / "backup_nightly.flow" / "flow.yaml",
+              lambda d: d["value"]["failure_module"].pop("timeout"))
+    assert any("failure_module needs a timeout" in p for p in _problems(tmp_path, drop))
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("certs_renew_daily", "renew"), ("migrate_all_fleet", "migrate_tenant"),
+    ("rollout", "rollback_tenant"),
+])
+def test_an_apply_whose_fingerprint_is_not_from_this_flows_plan_fails(
+    tmp_path: Path, flow: str, module: str
+) -> None:
+    def forge(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            step = next(m for m in check_metadata.walk_modules(d["value"]["modules"])
+                        if m["id"] == module)
+            step["value"]["input_transforms"]["expect_plan"] = {
+                "type": "javascript", "expr": "flow_input.fingerprint"}
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    assert any(f"step {module}: applies" in p and "expect_plan" in p
+               for p in _problems(tmp_path, forge))
+
+
+@pytest.mark.parametrize(("flow", "module"), [
+    ("onboard_tenant", "create"), ("rollout", "deploy_tenant"), ("rollout", "rollback_tenant"),
+])
+def test_an_apply_that_may_write_a_tenant_file_without_git_ref_fails(
+    tmp_path: Path, flow: str, module: str
+) -> None:
+    def drop(folder: Path) -> None:
+        def edit(d: dict[str, Any]) -> None:
+            step = next(m for m in check_metadata.walk_modules(d["value"]["modules"])
+                        if m["id"] == module)
+            del step["value"]["input_transforms"]["git_ref"]
+        _edit(folder / f"{flow}.flow" / "flow.yaml", edit)
+    assert any(f"step {module}: applies" in p and "without git_ref" in p
+               for p in _problems(tmp_path, drop))
+
+
+def test_every_host_changing_step_needs_an_approved_plan_or_says_why_not() -> None:
+    changing = {s.name for s in gen_steps.STEPS if s.changes_hosts}
+    assert gen_steps.NEEDS_APPROVED_PLAN | set(gen_steps.NO_PLAN_ENFORCEMENT) == changing
+    assert not gen_steps.NEEDS_APPROVED_PLAN & set(gen_steps.NO_PLAN_ENFORCEMENT)
+    for name in gen_steps.NEEDS_APPROVED_PLAN:
+        params = {p.name for p in next(s for s in gen_steps.STEPS if s.name == name).params}
+        assert {"dry_run", "expect_plan"} <= params, name
+    assert set(gen_steps.PROPOSES_CHANGE) <= gen_steps.NEEDS_APPROVED_PLAN
+    assert {f"f/omni/{n}" for n in gen_steps.PROPOSES_CHANGE} == check_metadata.GIT_REF_STEPS

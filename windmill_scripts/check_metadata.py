@@ -11,7 +11,12 @@ does). SIGNATURES.json is what parse_bash_signatures.mjs printed for the inline 
   requires; an inline step gets exactly its file's inputs; every flow has a
   ``failure_module`` calling ``f/omni/page``; a flow that applies a change to a host
   (``APPLY_STEPS`` not in dry-run) suspends first for an approval with self-approval
-  disabled and approvers from a group, and the apply takes ``expect_plan``;
+  disabled and approvers from a group; every step that takes a plan fingerprint
+  (``expect_plan`` and ``dry_run`` inputs) and is not a dry run gets one from a result of
+  this flow (``results.``); a step that may write a tenant file (``GIT_REF_STEPS``) gets
+  ``git_ref``; every module running a script (the failure handler too) has a ``timeout``;
+- recovery: a flow that no schedule here runs ends with a ``recovery`` step resolving its
+  incident through ``f/omni/page`` (``event_action: resolve``, ``continue_on_error``);
 - schedules: the cron has 6 valid fields, ``script_path`` is a flow here, and
   ``on_failure`` / ``on_recovery`` page.
 """
@@ -34,6 +39,9 @@ APPLY_STEPS = {"f/omni/tenant_create", "f/omni/deploy", "f/omni/tenant_destroy",
                "f/omni/backup_restore", "f/omni/restart"}
 # Undo paths: run after an approved apply failed, inside the same approved flow.
 UNDO_STEPS = {"f/omni/rollback"}
+# Steps whose command may write a tenant file: they apply only on the inventory from git.
+GIT_REF_STEPS = {"f/omni/tenant_create", "f/omni/deploy", "f/omni/rollback",
+                 "f/omni/tenant_destroy"}
 _CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
 _CRON_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
@@ -100,6 +108,8 @@ def check_flow(flow_yaml: Path, bash_signatures: dict[str, Any], root: Path) -> 
     for module in walk_modules(top):
         value, where = module["value"], f"{flow_yaml}: step {module['id']}"
         given = set(value.get("input_transforms", {}))
+        if value["type"] in ("script", "rawscript") and "timeout" not in module:
+            problems.append(f"{where}: needs a timeout (a step can hang)")
         suspend = module.get("suspend")
         if suspend:
             groups = suspend.get("user_groups_required", {}).get("value")
@@ -121,12 +131,17 @@ def check_flow(flow_yaml: Path, bash_signatures: dict[str, Any], root: Path) -> 
                 problems.append(f"{where}: unknown inputs {sorted(given - names)}")
             if required - given:
                 problems.append(f"{where}: missing required inputs {sorted(required - given)}")
-            if path in APPLY_STEPS and not _is_dry_run(value):
-                if not approved:
-                    problems.append(f"{where}: applies {path} without an approval before it")
-                if "expect_plan" in names and "expect_plan" not in given:
+            applies = not _is_dry_run(value)
+            if path in APPLY_STEPS and applies and not approved:
+                problems.append(f"{where}: applies {path} without an approval before it")
+            if applies and {"expect_plan", "dry_run"} <= names:
+                expr = value["input_transforms"].get("expect_plan", {}).get("expr", "")
+                if "results." not in expr:
                     problems.append(f"{where}: applies {path} without the approved "
-                                    "fingerprint (expect_plan)")
+                                    "fingerprint (expect_plan from a plan in this flow)")
+            if path in GIT_REF_STEPS and applies and "git_ref" not in given:
+                problems.append(f"{where}: applies {path} without git_ref (its tenant file "
+                                "change must come back as a pull request)")
             if path in UNDO_STEPS and not approved:
                 problems.append(f"{where}: runs {path} without an approval before it")
         elif value["type"] == "rawscript":
@@ -149,7 +164,23 @@ def check_flow(flow_yaml: Path, bash_signatures: dict[str, Any], root: Path) -> 
     failure = flow["value"].get("failure_module") or {}
     if failure.get("id") != "failure" or failure.get("value", {}).get("path") != PAGE:
         problems.append(f"{flow_yaml}: needs a failure_module (id failure) calling {PAGE}")
+    elif "timeout" not in failure:
+        problems.append(f"{flow_yaml}: failure_module needs a timeout")
     return problems
+
+
+def recovery_problem(flow_yaml: Path) -> str | None:
+    """None when the flow's last step resolves its incident through the pager."""
+    modules = yaml.safe_load(flow_yaml.read_text())["value"]["modules"]
+    last = modules[-1] if modules else {}
+    value = last.get("value", {})
+    action = value.get("input_transforms", {}).get("event_action", {})
+    if (last.get("id") == "recovery" and value.get("path") == PAGE
+            and action == {"type": "static", "value": "resolve"}
+            and last.get("continue_on_error") is True):
+        return None
+    return (f"{flow_yaml}: needs a recovery handler: a schedule with on_recovery, or a last "
+            f"step `recovery` calling {PAGE} with event_action resolve (continue_on_error)")
 
 
 def cron_problem(cron: str) -> str | None:
@@ -186,10 +217,18 @@ def check_schedule(schedule_yaml: Path, root: Path) -> list[str]:
 def check_all(root: Path, bash_signatures: dict[str, Any]) -> list[str]:
     folder = root / "f"
     problems = check_scripts(folder)
-    for flow_yaml in sorted(folder.rglob("flow.yaml")):
-        problems += check_flow(flow_yaml, bash_signatures, root)
+    scheduled = set()
     for schedule_yaml in sorted(folder.rglob("*.schedule.yaml")):
         problems += check_schedule(schedule_yaml, root)
+        schedule = yaml.safe_load(schedule_yaml.read_text())
+        if schedule.get("on_recovery"):
+            scheduled.add(root / f"{schedule.get('script_path')}.flow" / "flow.yaml")
+    for flow_yaml in sorted(folder.rglob("flow.yaml")):
+        problems += check_flow(flow_yaml, bash_signatures, root)
+        if flow_yaml not in scheduled:
+            problem = recovery_problem(flow_yaml)
+            if problem:
+                problems.append(problem)
     return problems
 
 

@@ -2,13 +2,20 @@
 
 Usage: ``python windmill_scripts/gen_flows.py [--check]`` (validate.sh runs ``--check``).
 
-Every flow: steps call the generated omni steps by path (``f/omni/<command>``), steps that
-can hang have a ``timeout``, read-only ones a ``retry``; a ``failure_module`` pages
-(``f/omni/page`` with the webhook resource ``f/omni/pager``). Flows that change hosts
+Every flow: steps call the generated omni steps by path (``f/omni/<command>``), every step
+that runs a script has a ``timeout`` (SSH, Postgres, ACME and HTTP can all hang), read-only
+ones and the pager a ``retry``; a ``failure_module`` pages (``f/omni/page`` with the webhook
+resource ``f/omni/pager``). Recovery: OpenFlow has no recovery module, so a flow that no
+schedule runs ends with a ``recovery`` step resolving its incident (same ``dedup_key`` as
+the failure page; ``continue_on_error``: a pager outage does not fail a good run); a
+scheduled flow's recovery is its schedule's ``on_recovery`` (which fires only on the first
+success after a failure, instead of a resolve every 5 minutes). Flows that change hosts
 (``onboard_tenant``, ``rollout``) suspend for an approval first: self-approval disabled,
 approvers from the group ``omni-approvers``, the plan rendered on the approval page, and the
-apply step takes the approved plan's fingerprint (``--expect-plan``). Every schedule has
-``on_failure`` (page) and ``on_recovery`` (resolve) handlers.
+apply step takes the approved plan's fingerprint (``--expect-plan``). Every step that
+applies a plan takes a fingerprint from a dry run earlier in the same flow; the steps that
+may write a tenant file get ``git_ref`` (they propose the change as a pull request). Every
+schedule has ``on_failure`` (page) and ``on_recovery`` (resolve) handlers.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ def js(expr: str) -> dict[str, Any]:
 
 # The inventory at the flow's commit (empty: the worker's inventory path).
 GIT_REF = js("flow_input.git_ref || ''")
+SHA_PATTERN = "^[0-9a-f]{40}$"
+PAGER_RETRY = {"constant": {"attempts": 3, "seconds": 20}}
 
 
 def static(value: Any) -> dict[str, Any]:
@@ -55,7 +64,7 @@ def step(id_: str, summary: str, path: str, inputs: dict[str, Any], *,
 
 def inline(id_: str, summary: str, file: str, language: str,
            inputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"id": id_, "summary": summary, **extra, "value": {
+    return {"id": id_, "summary": summary, **extra, "timeout": 60, "value": {
         "type": "rawscript", "language": language, "content": f"!inline {file}", "tag": TAG,
         "input_transforms": inputs}}
 
@@ -68,12 +77,26 @@ def loop(id_: str, summary: str, iterator: str, modules: list[dict[str, Any]],
 
 
 def failure(what: str) -> dict[str, Any]:
-    return {"id": "failure", "summary": "Page on-call", "value": {
+    return {"id": "failure", "summary": "Page on-call", "timeout": 120, "retry": PAGER_RETRY,
+            "value": {
         "type": "script", "path": "f/omni/page", "tag_override": TAG, "input_transforms": {
             "pager": static(PAGER),
             "summary": js(f"`omni {what} failed at step ${{error.step_id}}: ${{error.message}}`"),
             "dedup_key": static(f"f/omni/{what}"),
             "error": js("error"),
+            "path": static(f"f/omni/{what}"),
+        }}}
+
+
+def recovery(what: str) -> dict[str, Any]:
+    """Last step of a flow no schedule runs: resolve the incident its failure handler
+    opened (same dedup_key). A pager outage must not fail a run that worked."""
+    return {"id": "recovery", "summary": "Resolve on-call's incident: this run worked",
+            "continue_on_error": True, "timeout": 120, "retry": PAGER_RETRY, "value": {
+        "type": "script", "path": "f/omni/page", "tag_override": TAG, "input_transforms": {
+            "pager": static(PAGER),
+            "event_action": static("resolve"),
+            "dedup_key": static(f"f/omni/{what}"),
             "path": static(f"f/omni/{what}"),
         }}}
 
@@ -94,8 +117,18 @@ def verdict(what: str, results: str, slugs: str) -> dict[str, Any]:
         "what": static(what), "checked": js(f"String({slugs}.length)"), "failed": js(failed)})
 
 
+SCHEDULES = {
+    "health_sweep": ("0 */5 * * * *", "Health sweep every 5 minutes"),
+    "backup_nightly": ("0 0 2 * * *", "Backup every night at 02:00 UTC"),
+    "backup_verify_monthly": ("0 0 4 1 * *", "Backup restore test on the 1st, 04:00 UTC"),
+    "certs_renew_daily": ("0 30 3 * * *", "Certificate renewal every day at 03:30 UTC"),
+}
+
+
 def flow(summary: str, description: str, modules: list[dict[str, Any]], what: str,
          schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    if what not in SCHEDULES:
+        modules = [*modules, recovery(what)]
     return {"summary": summary, "description": description,
             "value": {"modules": modules, "failure_module": failure(what)},
             "schema": schema or {"$schema": SCHEMA, "type": "object", "properties": {},
@@ -115,13 +148,14 @@ FLOWS: dict[str, dict[str, Any]] = {
     "onboard_tenant": flow(
         "Onboard a tenant: plan, approval, create with the approved plan, health-check",
         "plan (`tenant create --dry-run`) -> approval (another member of omni-approvers; "
-        "the plan and its diffs on the approval page) -> create with --expect-plan -> "
-        "health-check. See docs/automation.md.",
+        "the plan and its diffs on the approval page) -> create with --expect-plan (the new "
+        "tenant file comes back as a pull request) -> health-check. Every step reads the "
+        "inventory from git at `git_ref`. See README.md (Windmill).",
         [
             step("plan", "Plan: omni tenant create --dry-run", "tenant_create", {
                 "slug": js("flow_input.slug"), "host": js("flow_input.host || null"),
                 "domains": js("flow_input.domains"), "image": js("flow_input.image || null"),
-                "dry_run": static(True)}, timeout=600, retry=1,
+                "dry_run": static(True), "git_ref": GIT_REF}, timeout=600, retry=1,
                 stop_after_if={"expr": "result.changed === false", "skip_if_stopped": True}),
             approval("`Onboard ${flow_input.slug}`", "results.plan.data.plan_fingerprint",
                      "[results.plan]"),
@@ -129,9 +163,10 @@ FLOWS: dict[str, dict[str, Any]] = {
                 "slug": js("flow_input.slug"), "host": js("flow_input.host || null"),
                 "domains": js("flow_input.domains"), "image": js("flow_input.image || null"),
                 "dry_run": static(False),
-                "expect_plan": js("results.plan.data.plan_fingerprint")}, timeout=1800),
+                "expect_plan": js("results.plan.data.plan_fingerprint"), "git_ref": GIT_REF},
+                 timeout=1800),
             step("health", "omni health-check SLUG", "health_check",
-                 {"slugs": js("[flow_input.slug]")}, timeout=300, retry=2),
+                 {"slugs": js("[flow_input.slug]"), "git_ref": GIT_REF}, timeout=300, retry=2),
         ], "onboard_tenant",
         obj_schema({
             "slug": {"type": "string", "description": "Tenant slug, e.g. acme-shop",
@@ -142,7 +177,10 @@ FLOWS: dict[str, dict[str, Any]] = {
                         "default": []},
             "image": {"type": "string", "description": "Medusa image (new tenant only)",
                       "default": ""},
-        }, ["slug"])),
+            "git_ref": {"type": "string", "pattern": SHA_PATTERN,
+                        "description": "Commit of the inventory repository (full SHA) to "
+                                       "plan and apply from"},
+        }, ["slug", "git_ref"])),
     "rollout": flow(
         "Roll out an image: fleet plan gate, plan per tenant, approval, deploy, roll back failures",
         "gate (`omni plan --expect-plan` on the inventory at `git_ref`: the fleet plan is still "
@@ -175,30 +213,40 @@ FLOWS: dict[str, dict[str, Any]] = {
             loop("rollback_failed", "omni rollback, for each tenant whose deploy failed",
                  "flow_input.tenants.filter((s, i) => !results.deploy[i] || "
                  "results.deploy[i].status !== 'success')", [
-                     step("rollback_tenant", "omni rollback SLUG", "rollback",
-                          {"slug": js("flow_input.iter.value"), "git_ref": GIT_REF},
-                          timeout=1800)], 2),
+                     step("plan_rollback", "omni rollback SLUG --dry-run", "rollback",
+                          {"slug": js("flow_input.iter.value"), "dry_run": static(True),
+                           "git_ref": GIT_REF}, timeout=600, retry=1),
+                     step("rollback_tenant", "omni rollback SLUG --expect-plan", "rollback",
+                          {"slug": js("flow_input.iter.value"),
+                           "expect_plan": js("results.plan_rollback.data.plan_fingerprint"),
+                           "git_ref": GIT_REF}, timeout=1800)], 2),
             verdict("rollout", "results.deploy", "flow_input.tenants"),
         ], "rollout",
         obj_schema({
             "tenants": {"type": "array", "items": {"type": "string"},
                         "description": "Tenant slugs to roll out to"},
             "image": {"type": "string", "description": "The Medusa image to release"},
-            "git_ref": {"type": "string", "default": "", "pattern": "^([0-9a-f]{40})?$",
-                        "description": "Commit of the inventory repository to plan and "
-                                       "deploy from (empty: the worker's inventory)"},
+            "git_ref": {"type": "string", "pattern": SHA_PATTERN,
+                        "description": "Commit of the inventory repository (full SHA) to "
+                                       "plan and deploy from"},
             "expect_fleet_plan": {"type": "string", "default": "",
                                   "description": "The reviewed fleet plan fingerprint "
                                                  "(omni plan); the gate fails when the "
                                                  "fleet plan is no longer that one"},
-        }, ["tenants", "image"])),
+        }, ["tenants", "image", "git_ref"])),
     "migrate_all_fleet": flow(
         "Migrations for every tenant, fanned out per tenant",
-        "omni tenant list -> omni migrate-all --tenant SLUG per tenant, 2 at a time -> fail "
+        "omni tenant list -> per tenant, 2 at a time: omni migrate-all --tenant SLUG "
+        "--dry-run, then the same with --expect-plan (only what was just planned) -> fail "
         "(and page) naming the tenants that failed.",
         [LIST, loop("migrate", "omni migrate-all --tenant SLUG", TENANT_SLUGS, [
-            step("migrate_tenant", "omni migrate-all --tenant SLUG", "migrate_all",
-                 {"tenants": js("[flow_input.iter.value]")}, timeout=3600)], 2),
+            step("plan_tenant", "omni migrate-all --tenant SLUG --dry-run", "migrate_all",
+                 {"tenants": js("[flow_input.iter.value]"), "dry_run": static(True)},
+                 timeout=600, retry=1),
+            step("migrate_tenant", "omni migrate-all --tenant SLUG --expect-plan",
+                 "migrate_all", {"tenants": js("[flow_input.iter.value]"),
+                                 "expect_plan": js("results.plan_tenant.data.plan_fingerprint")},
+                 timeout=3600)], 2),
          verdict("migrate-all", "results.migrate", TENANT_SLUGS)], "migrate_all_fleet"),
     "health_sweep": flow(
         "Health sweep: every check of every tenant, in parallel",
@@ -217,17 +265,15 @@ FLOWS: dict[str, dict[str, Any]] = {
         [step("verify", "omni backup verify --all", "backup_verify", {"every": static(True)},
               timeout=6 * 3600)], "backup_verify_monthly"),
     "certs_renew_daily": flow(
-        "Daily certificate renewal", "omni certs renew (only the certificates that are due).",
-        [step("renew", "omni certs renew", "certs_renew", {}, timeout=1800, retry=1)],
+        "Daily certificate renewal", "omni certs renew --dry-run, then omni certs renew "
+        "--expect-plan (only the certificates that are due).",
+        [step("plan", "omni certs renew --dry-run: which certificates are due", "certs_renew",
+              {"dry_run": static(True)}, timeout=600, retry=1),
+         step("renew", "omni certs renew --expect-plan", "certs_renew",
+              {"expect_plan": js("results.plan.data.plan_fingerprint")}, timeout=1800)],
         "certs_renew_daily"),
 }
 
-SCHEDULES = {
-    "health_sweep": ("0 */5 * * * *", "Health sweep every 5 minutes"),
-    "backup_nightly": ("0 0 2 * * *", "Backup every night at 02:00 UTC"),
-    "backup_verify_monthly": ("0 0 4 1 * *", "Backup restore test on the 1st, 04:00 UTC"),
-    "certs_renew_daily": ("0 30 3 * * *", "Certificate renewal every day at 03:30 UTC"),
-}
 
 
 def schedule(flow_name: str, cron: str, summary: str) -> dict[str, Any]:

@@ -14,6 +14,11 @@ with omni's ``error[...]`` lines. The scripts import only the standard library, 
 installs nothing for them (in particular not PyPI's unrelated ``omni``); ``tag: omni`` runs
 them on the worker group whose image has our omni.
 
+Steps that change hosts and have a plan (``NEEDS_APPROVED_PLAN``) refuse to apply without
+``expect_plan``; steps whose command may write a tenant file (``PROPOSES_CHANGE``) apply
+only on the inventory from git (``git_ref``) and propose the change as a pull request
+(``_propose`` in the shared runner code), or fail.
+
 The schema in each ``.script.yaml`` is what Windmill's own parser
 (``windmill-parser-wasm-py``, the copy windmill-cli pins) infers from ``main``, turned into
 JSON schema the way Windmill's editor does (``argSigToJsonSchemaType``).
@@ -90,7 +95,7 @@ STEPS: tuple[StepDef, ...] = (
              DRY, EXPECT, WAIT), changes_hosts=True),
     StepDef("tenant_destroy", ("tenant", "destroy"),
             "omni tenant destroy SLUG (confirm: the slug again)",
-            (SLUG, P("confirm", "str", '""', "confirm", "--yes"), DRY, WAIT),
+            (SLUG, P("confirm", "str", '""', "confirm", "--yes"), DRY, EXPECT, WAIT),
             changes_hosts=True),
     StepDef("tenant_list", ("tenant", "list"), "omni tenant list",
             (P("no_probe", "bool", "False", "flag", "--no-probe"),)),
@@ -101,20 +106,21 @@ STEPS: tuple[StepDef, ...] = (
     StepDef("health_check", ("health-check",), "omni health-check [SLUG...]", (SLUGS, HOST)),
     StepDef("migrate_all", ("migrate-all",), "omni migrate-all",
             (P("tenants", "list[str]", "[]", "opts", "--tenant"), HOST, PARALLEL, DRY,
-             P("force", "bool", "False", "flag", "--force"), WAIT), changes_hosts=True),
+             P("force", "bool", "False", "flag", "--force"), EXPECT, WAIT),
+            changes_hosts=True),
     StepDef("restart", ("restart",), "omni restart SLUG...|--all",
             (SLUGS, EVERY,
              P("service", 'Literal["app", "redis", "all"]', '"app"', "opt", "--service"),
              PARALLEL, KEEP, WAIT), changes_hosts=True),
     StepDef("certs_renew", ("certs", "renew"), "omni certs renew [SLUG...]",
-            (SLUGS, HOST, DRY, WAIT), changes_hosts=True),
+            (SLUGS, HOST, DRY, EXPECT, WAIT), changes_hosts=True),
     StepDef("deploy", ("deploy",), "omni deploy SLUG...|--all --image IMAGE",
             (P("image", "str", None, "opt", "--image"), SLUGS, EVERY, PARALLEL, KEEP, DRY,
              EXPECT, WAIT), changes_hosts=True),
     StepDef("rollback", ("rollback",), "omni rollback SLUG",
             (SLUG, P("to", "Optional[str]", "None", "opt", "--to"),
-             P("restore_db", "Optional[bool]", "None", "negflag", "--restore-db"), DRY, WAIT),
-            changes_hosts=True),
+             P("restore_db", "Optional[bool]", "None", "negflag", "--restore-db"), DRY, EXPECT,
+             WAIT), changes_hosts=True),
     StepDef("releases", ("releases",), "omni releases SLUG", (SLUG,)),
     StepDef("history", ("history",), "omni history [SLUG]",
             (P("slug", "Optional[str]", "None", "args"), HOST,
@@ -129,7 +135,8 @@ STEPS: tuple[StepDef, ...] = (
     StepDef("backup_restore", ("backup", "restore"),
             "omni backup restore SLUG (confirm: the slug again)",
             (SLUG, P("snapshot", "Optional[str]", "None", "opt", "--snapshot"),
-             P("confirm", "str", '""', "confirm", "--yes"), DRY, WAIT), changes_hosts=True),
+             P("confirm", "str", '""', "confirm", "--yes"), DRY, EXPECT, WAIT),
+            changes_hosts=True),
 )
 
 # Hand-written scripts: gen_steps.py writes only their .script.yaml (schema from the parser).
@@ -145,20 +152,41 @@ COMMON = (
     P("repo_variable", "str", repr(REPO_DEFAULT).replace("'", '"'), "runner"),
 )
 
-# Steps that change hosts and whose omni command checks a reviewed plan fingerprint: they
-# refuse to apply without one, so running them on their own cannot skip a flow's approval.
-NEEDS_APPROVED_PLAN = {"tenant_create", "deploy"}
+# Steps that change hosts and whose omni command checks a reviewed plan fingerprint
+# (`--expect-plan`): they refuse to apply without one (unless dry_run). `restart` and
+# `backup` change hosts too but have no plan to review (a restart, a backup): see
+# NO_PLAN_ENFORCEMENT and the README ("Who can run what").
+NEEDS_APPROVED_PLAN = {"tenant_create", "tenant_destroy", "deploy", "rollback", "migrate_all",
+                       "certs_renew", "backup_restore"}
+NO_PLAN_ENFORCEMENT = {
+    "restart": "no plan to review: runs from flows only (folder permissions, see README)",
+    "backup": "no plan to review: runs from flows only (folder permissions, see README)",
+}
+# Steps whose omni command may write inventory/tenants/<slug>.yaml (ports on create, the
+# image on deploy/rollback, the file removed on destroy): they apply only on the inventory
+# from git (`git_ref`) and propose the change back as a pull request, else fail. The value:
+# the Python expression naming the tenants in the branch name.
+PROPOSES_CHANGE = {
+    "tenant_create": "slug",
+    "tenant_destroy": "slug",
+    "deploy": '"-".join(slugs) or "all"',
+    "rollback": "slug",
+}
+GITHUB_DEFAULT = "f/omni/github"
 
 # The part every step shares, verbatim (Windmill runs each script on its own).
 RUNNER = '''
 
 def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = "",
-         repo_variable: str = "") -> dict:
+         repo_variable: str = "", propose: str = "", github_resource: str = "") -> dict:
     """Run `omni --json ARGV` through omni-windmill-step (installed with omni on the
     worker): it writes the SSH key variable to a 0600 file in a private HOME for this job
     only, runs omni, prints its envelope last. With ``git_ref`` the inventory is the
-    repository's at that commit, checked out for this job only (``_checkout``). Returns the
-    envelope; raises with omni's error lines when omni fails."""
+    repository's at that commit, checked out for this job only (``_checkout``). With
+    ``propose`` (``STEP-SLUG``), a change omni made under ``inventory/`` in that checkout
+    is proposed as a pull request (``_propose``), its URL in the envelope's
+    ``pull_request``. Returns the envelope; raises with omni's error lines when omni fails,
+    or when its change could not be proposed."""
     work = _checkout(git_ref, repo_variable) if git_ref else ""
     try:
         if work:
@@ -172,36 +200,131 @@ def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = 
                 proc.terminate()  # the runner removes the key, then exits
             signal.signal(signal.SIGTERM, cancel)
             out, err = proc.communicate()
+        sys.stderr.write(err)  # progress and omni's error lines, in the job log
+        lines = out.strip().splitlines()
+        try:
+            envelope = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            envelope = None
+        if proc.returncode != 0:
+            errors = [ln for ln in err.splitlines() if ln.startswith("error[")]
+            raise RuntimeError(
+                f"omni {' '.join(a for a in argv[:2] if a != '--')} failed "
+                f"(exit {proc.returncode}): "
+                + ("; ".join(errors) or err.strip()[-2000:] or "no output"))
+        if not isinstance(envelope, dict):
+            raise RuntimeError("omni printed no JSON envelope")
+        if work and propose:
+            envelope["pull_request"] = _propose(os.path.join(work, "repo"), propose, git_ref,
+                                                repo_variable, github_resource)
+        return envelope
     finally:
         if work:
             shutil.rmtree(work, ignore_errors=True)
-    sys.stderr.write(err)  # progress and omni's error lines, in the job log
-    lines = out.strip().splitlines()
+
+
+def _git(repo: str, *args: str, env: dict | None = None) -> str:
+    done = subprocess.run(["git", "-C", repo, *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True,
+                          env=env or {**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    if done.returncode != 0:  # git's message may name a URL: keep it out of the log
+        raise RuntimeError(f"git {args[0]} failed (exit {done.returncode})")
+    return done.stdout
+
+
+def _propose(repo: str, what: str, git_ref: str, repo_variable: str,
+             github_resource: str) -> dict | None:
+    """If omni changed files under ``inventory/`` in the checkout ``repo``: commit them on
+    a new branch ``omni/WHAT-SHORTSHA``, push it and open a pull request against the
+    resource's ``base`` branch. Returns ``{url, number, branch, commit, files}``, or None
+    when nothing changed. The token (Windmill resource ``github_resource``: ``token``,
+    ``repository`` OWNER/NAME, ``base``, optional ``api_url``, ``push_url``) reaches git
+    only as an ``http.extraheader`` in ``GIT_CONFIG_*`` environment variables and the API
+    only in a request header: never on a command line, never in the log. Raises
+    RuntimeError naming what failed: the change is then on the hosts but not in git."""
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", "inventory/")
+    if not status.strip():
+        return None
+    files = sorted(line[3:] for line in status.splitlines())
     try:
-        envelope = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        envelope = None
-    if proc.returncode != 0:
-        errors = [ln for ln in err.splitlines() if ln.startswith("error[")]
+        github = _resource(github_resource)
+        token, repository = str(github["token"]), str(github["repository"])
+        base = str(github.get("base") or "main")
+        owner, name = repository.split("/", 1)
+        api = str(github.get("api_url") or "https://api.github.com").rstrip("/")
+        push_url = str(github.get("push_url") or os.environ.get("OMNI_INVENTORY_REPO")
+                       or _variable(repo_variable))
+        job = os.environ.get("WM_JOB_ID", "")
+        _git(repo, "add", "-A", "--", "inventory/")
+        _git(repo, "-c", "user.name=omni (Windmill)", "-c", "user.email=omni@windmill.invalid",
+             "commit", "--quiet", "--no-verify", "-m",
+             f"omni {what}: tenant files\\n\\nWritten by Windmill job {job} on the inventory "
+             f"at {git_ref}.")
+        commit = _git(repo, "rev-parse", "HEAD").strip()
+        branch = f"omni/{what}-{commit[:8]}"
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+               "GIT_CONFIG_KEY_0": "http.extraheader",
+               "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+        _git(repo, "push", "--quiet", "--", push_url, f"HEAD:refs/heads/{branch}", env=env)
+        body = json.dumps({
+            "title": f"omni {what}: tenant files changed by Windmill",
+            "head": branch, "base": base,
+            "body": (f"Windmill job `{job}` ran `omni` on the inventory at `{git_ref}` and "
+                     "changed these tenant files on the hosts already:\\n\\n"
+                     + "".join(f"- `{f}`\\n" for f in files)
+                     + "\\nMerge this so git matches the hosts."),
+        }).encode()
+        url = f"{api}/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(name)}/pulls"
+        if not url.startswith(("http://", "https://")):
+            raise RuntimeError("api_url: not an http(s) URL")
+        request = urllib.request.Request(  # noqa: S310 (http(s) only)
+            url, data=body, method="POST", headers={
+                "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                pull = json.loads(response.read().decode())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"POST /repos/{repository}/pulls answered {exc.code}") from None
+        return {"url": pull["html_url"], "number": pull.get("number"), "branch": branch,
+                "commit": commit, "files": files}
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise RuntimeError(
-            f"omni {' '.join(argv[:2])} failed (exit {proc.returncode}): "
-            + ("; ".join(errors) or err.strip()[-2000:] or "no output"))
-    if not isinstance(envelope, dict):
-        raise RuntimeError("omni printed no JSON envelope")
-    return envelope
+            f"omni {what}: applied on the hosts, but its tenant file change "
+            f"({', '.join(files)}) could not be proposed as a pull request: "
+            f"{type(exc).__name__}: {exc}. git does not match the hosts until that "
+            "change is committed (re-run this step once the problem is fixed: it is "
+            "idempotent).") from None
+
+
+def _resource(path: str) -> dict:
+    """A Windmill resource's value ($var: references resolved), read with this job's
+    token."""
+    value = _api_get(f"resources/get_value_interpolated/{urllib.parse.quote(path)}")
+    if not isinstance(value, dict):
+        raise RuntimeError(f"resource {path}: not an object")
+    return value
+
+
+def _api_get(what: str) -> object:
+    base = os.environ.get("BASE_INTERNAL_URL") or os.environ.get("BASE_URL", "")
+    workspace = urllib.parse.quote(os.environ.get("WM_WORKSPACE", ""))
+    url = f"{base}/api/w/{workspace}/{what}"
+    if not url.startswith(("http://", "https://")):
+        raise RuntimeError("no Windmill API here (BASE_INTERNAL_URL)")
+    request = urllib.request.Request(  # noqa: S310 (http(s) only)
+        url, headers={"Authorization": f"Bearer {os.environ.get('WM_TOKEN', '')}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read().decode())
 
 
 def _variable(path: str) -> str:
     """A Windmill variable's value, read with this job's own token."""
-    base = os.environ.get("BASE_INTERNAL_URL") or os.environ.get("BASE_URL", "")
-    workspace = urllib.parse.quote(os.environ.get("WM_WORKSPACE", ""))
-    url = f"{base}/api/w/{workspace}/variables/get_value/{urllib.parse.quote(path)}"
-    if not url.startswith(("http://", "https://")):
-        raise RuntimeError("repo_variable: no Windmill API here (BASE_INTERNAL_URL)")
-    request = urllib.request.Request(  # noqa: S310 (http(s) only)
-        url, headers={"Authorization": f"Bearer {os.environ.get('WM_TOKEN', '')}"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return str(json.loads(response.read().decode()))
+    try:
+        return str(_api_get(f"variables/get_value/{urllib.parse.quote(path)}"))
+    except RuntimeError as exc:
+        raise RuntimeError(f"repo_variable: {exc}") from None
 
 
 def _checkout(git_ref: str, repo_variable: str) -> str:
@@ -240,6 +363,13 @@ def _argv_lines(step: StepDef) -> list[str]:
             "        raise ValueError(\"expect_plan: this step changes hosts; apply only the \"",
             "                         \"approved plan's fingerprint (run it from its approval \"",
             "                         \"flow) or set dry_run\")",
+        ]
+    if step.name in PROPOSES_CHANGE:
+        lines += [
+            "    if not dry_run and not git_ref:",
+            "        raise ValueError(\"git_ref: this step may change a tenant file; apply it \"",
+            "                         \"on the inventory from git (a commit SHA) so the change \"",
+            "                         \"comes back as a pull request\")",
         ]
     lines.append(f"    argv = {json.dumps(list(step.command))}")
     positional = []
@@ -289,6 +419,9 @@ def _argv_lines(step: StepDef) -> list[str]:
 
 def render_script(step: StepDef) -> str:
     params = [*step.params, *COMMON]
+    if step.name in PROPOSES_CHANGE:
+        params.append(P("github_resource", "str", repr(GITHUB_DEFAULT).replace("'", '"'),
+                        "runner"))
     sig = ",\n".join(
         f"    {p.name}: {p.annotation}" + ("" if p.default is None else f" = {p.default}")
         for p in params)
@@ -300,6 +433,11 @@ def render_script(step: StepDef) -> str:
     ]
     if step.changes_hosts:
         header.append("# Changes hosts: run it from the approval flows (see docs/automation.md).")
+    if step.name in NO_PLAN_ENFORCEMENT:
+        header.append(f"# Approval: {NO_PLAN_ENFORCEMENT[step.name]}.")
+    if step.name in PROPOSES_CHANGE:
+        header.append("# May change a tenant file: applies only at git_ref and proposes the "
+                      "change as a pull request.")
     # Windmill's form reads these spellings: mutable `[]` defaults and `Optional[...]`.
     codes = [code for code, used in (
         ("B006", any(p.default == "[]" for p in params)),
@@ -313,14 +451,19 @@ def render_script(step: StepDef) -> str:
     body = "\n".join(_argv_lines(step))
     return (
         "\n".join(header) + "\n"
-        "import json\nimport os\nimport re\nimport shutil\nimport signal\nimport subprocess\n"
-        "import sys\nimport tempfile\nimport urllib.parse\nimport urllib.request\n"
+        "import base64\nimport json\nimport os\nimport re\nimport shutil\nimport signal\n"
+        "import subprocess\nimport sys\nimport tempfile\nimport urllib.error\nimport urllib.parse\n"
+        "import urllib.request\n"
         f"{typing_line}"
         f"\n\ndef main(\n{sig},\n) -> dict:\n"
         f"    \"\"\"{step.summary}; returns omni's JSON envelope.\"\"\"\n"
         f"{body}\n"
-        "    return _run(argv, inventory, ssh_key_variable, git_ref, repo_variable)\n"
-        f"{RUNNER}"
+        + (f"    return _run(argv, inventory, ssh_key_variable, git_ref, repo_variable,\n"
+           f"                propose=\"{step.name}-\" + ({PROPOSES_CHANGE[step.name]}),\n"
+           f"                github_resource=github_resource)\n"
+           if step.name in PROPOSES_CHANGE else
+           "    return _run(argv, inventory, ssh_key_variable, git_ref, repo_variable)\n")
+        + RUNNER
     )
 
 

@@ -133,6 +133,10 @@ def restore(
                                       "database (the old one is kept, renamed).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which snapshot; change "
                                           "nothing.")] = False,
+    expect_plan: Annotated[
+        str | None, typer.Option("--expect-plan", help="Refuse to restore unless a fresh "
+                                 "dry run's plan fingerprint is this one.",
+                                 show_default=False)] = None,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Restore a backup as the tenant's database: into a new database, then swapped in;
@@ -140,7 +144,8 @@ def restore(
     from omni.usecases.backup import RestoreRequest, restore_backup
 
     cli = CliContext.of(ctx)
-    result = restore_backup(RestoreRequest(slug, snapshot, yes, dry_run, wait),
+    result = restore_backup(RestoreRequest(slug, snapshot, yes, dry_run, wait,
+                                           expect_plan or None),
                             cli.inventory_path, audit=cli.audit(),
                             sessions=cli.session_options())
 
@@ -152,7 +157,7 @@ def restore(
         out.print(Text(head))
         if data.get("dry_run"):
             out.print(Text(f"would {data.get('would')}"))
-            out.print("dry run: nothing was changed")
+            out.print(f"dry run: plan {data.get('plan_fingerprint')}; nothing was changed")
         elif result.ok:
             out.print(Text(f"restored into {data.get('database')}; the replaced database "
                            f"is kept as {data.get('replaced')}; healthy"))

@@ -36,6 +36,11 @@ KeepGoingOpt = Annotated[
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every tenant in the inventory.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would run; change nothing.")]
+ExpectPlanOpt = Annotated[
+    str | None,
+    typer.Option("--expect-plan", help="Refuse to apply unless a fresh dry run's plan "
+                 "fingerprint (shown by --dry-run) is this one.", show_default=False),
+]
 WaitOpt = Annotated[
     float, typer.Option("--wait", help="Wait up to SECONDS for a tenant's lock held by "
                         "another run (default: fail at once, exit 4).", min=0.0)
@@ -129,6 +134,7 @@ def migrate_all(
     force: Annotated[
         bool, typer.Option("--force", help="Migrate even where already recorded for the image.")
     ] = False,
+    expect_plan: ExpectPlanOpt = None,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Medusa migrations for every tenant: verified pg_dump first, then `medusa db:migrate`
@@ -138,14 +144,16 @@ def migrate_all(
     from omni.usecases.migrate_all import migrate_all as run
 
     cli = CliContext.of(ctx)
-    request = MigrateAllRequest(tuple(tenant or ()), host, parallel, dry_run, force, wait)
+    request = MigrateAllRequest(tuple(tenant or ()), host, parallel, dry_run, force, wait,
+                                expect_plan or None)
     result = run(request, cli.inventory_path, progress=progress_for(cli), audit=cli.audit(),
                  sessions=cli.session_options())
 
     def view(result: Result, out: Console) -> None:
         fleet_table(result, out, [("dump", "dump")])
         if result.data.get("dry_run"):
-            out.print("dry run: nothing was changed")
+            out.print(f"dry run: plan {result.data.get('plan_fingerprint')}; nothing was "
+                      "changed")
 
     cli.render(result, view)
 
@@ -187,6 +195,7 @@ def certs_renew(
     slugs: SlugsArg = None,
     host: HostOpt = None,
     dry_run: DryRunOpt = False,
+    expect_plan: ExpectPlanOpt = None,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Renew the certificates inside their renewal window or not covering their domains;
@@ -194,13 +203,16 @@ def certs_renew(
     from omni.usecases.certs_renew import RenewRequest, renew_certificates
 
     cli = CliContext.of(ctx)
-    result = renew_certificates(RenewRequest(tuple(slugs or ()), host, dry_run, wait),
+    result = renew_certificates(RenewRequest(tuple(slugs or ()), host, dry_run, wait,
+                                             expect_plan or None),
                                 cli.inventory_path, progress=progress_for(cli),
                                 audit=cli.audit(), sessions=cli.session_options())
 
     def view(result: Result, out: Console) -> None:
         fleet_table(result, out)
         out.print(Text(str(result.data.get("verdict", ""))))
+        if result.data.get("dry_run"):
+            out.print(f"dry run: plan {result.data.get('plan_fingerprint')}; nothing changed")
 
     cli.render(result, view)
 

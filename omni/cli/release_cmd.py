@@ -12,6 +12,7 @@ from omni.cli.context import CliContext
 from omni.cli.fleet_cmd import (
     AllOpt,
     DryRunOpt,
+    ExpectPlanOpt,
     KeepGoingOpt,
     ParallelOpt,
     SlugsArg,
@@ -77,6 +78,7 @@ def rollback(
                      "the dump taken before the release being undone.", show_default=False),
     ] = None,
     dry_run: DryRunOpt = False,
+    expect_plan: ExpectPlanOpt = None,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Back to the previous release (or --to RELEASE) through the same health-gated switch."""
@@ -84,10 +86,17 @@ def rollback(
     from omni.usecases.deploy import rollback as run
 
     cli = CliContext.of(ctx)
-    result = run(RollbackRequest(slug, to, restore_db, dry_run, wait, _who()),
+    result = run(RollbackRequest(slug, to, restore_db, dry_run, wait, _who(),
+                                 expect_plan or None),
                  cli.inventory_path, progress=_progress(cli), audit=cli.audit(),
                  sessions=cli.session_options())
-    cli.render(result, lambda result, out: fleet_table(result, out, [("release", "release")]))
+
+    def view(result: Result, out: Console) -> None:
+        fleet_table(result, out, [("release", "release")])
+        if result.data.get("dry_run"):
+            out.print(f"dry run: plan {result.data.get('plan_fingerprint')}; nothing changed")
+
+    cli.render(result, view)
 
 
 def releases(ctx: typer.Context, slug: Annotated[str, typer.Argument(help="Tenant slug.")]

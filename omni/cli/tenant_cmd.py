@@ -110,6 +110,7 @@ def destroy(
     slug: SlugArg,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: this deletes the tenant.")] = False,
     dry_run: DryRunOpt = False,
+    expect_plan: ExpectPlanOpt = None,
     wait: WaitOpt = 0.0,
 ) -> None:
     """Remove a tenant: final backup (offsite with restic when the host has `backup`, else
@@ -118,7 +119,8 @@ def destroy(
 
     cli = CliContext.of(ctx)
     result = destroy_tenant(
-        DestroyRequest(slug=slug, confirmed=yes, dry_run=dry_run, wait_seconds=wait),
+        DestroyRequest(slug=slug, confirmed=yes, dry_run=dry_run, wait_seconds=wait,
+                       expect_plan=expect_plan or None),
         cli.inventory_path,
         progress=ConsoleProgress(cli.err),
         audit=cli.audit(),
@@ -128,7 +130,8 @@ def destroy(
     def view(result: Result, out: Console) -> None:
         print_steps(result.steps, out)
         if result.data.get("dry_run"):
-            out.print("dry run: nothing was changed")
+            out.print(f"dry run: plan {result.data.get('plan_fingerprint')}; nothing was "
+                      "changed")
         elif result.ok:
             final = result.data.get("final_backup") or result.data.get("dump")
             out.print(f"tenant {slug} destroyed; final backup: {final}")

@@ -16,6 +16,7 @@ A host without ``backup`` settings is refused before anything connects (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -272,6 +273,7 @@ class RestoreRequest:
     confirmed: bool = False
     dry_run: bool = False
     wait_seconds: float = 0.0
+    expect_plan: str | None = None  # the reviewed dry run's plan_fingerprint
 
 
 def restore_backup(
@@ -284,7 +286,30 @@ def restore_backup(
 ) -> Result:
     """See the module docstring. The snapshot's dump is fetched to a 0600 file in the
     host's dump dir, restored by :func:`omni.tenant.restore.restore_database` (which reads
-    it back first), and removed."""
+    it back first), and removed. With ``expect_plan`` it refuses (exit 2) unless a fresh
+    dry run has that fingerprint (tenant, host, the snapshot chosen); a dry run carries
+    ``plan_fingerprint``."""
+    from omni.usecases.plan import apply_reviewed
+
+    def reviewed(result: Result) -> object:
+        return {k: result.data.get(k) for k in ("tenant", "host", "snapshot", "record")}
+
+    def run(dry_run: bool) -> Result:
+        return _restore(dataclasses.replace(request, dry_run=dry_run), inventory_path,
+                        clock=clock, audit=audit, sessions=sessions)
+
+    return apply_reviewed(run, dry_run=request.dry_run, expect_plan=request.expect_plan,
+                          reviewed=reviewed, command="backup restore")
+
+
+def _restore(
+    request: RestoreRequest,
+    inventory_path: Path,
+    *,
+    clock: Clock,
+    audit: AuditContext | None,
+    sessions: SessionOptions | None,
+) -> Result:
     from omni.tenant.dumps import fetched_dump_path
     from omni.tenant.existing import existing_spec
     from omni.tenant.health import health_gate

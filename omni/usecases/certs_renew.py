@@ -29,6 +29,7 @@ from omni.output.result import Result
 from omni.resources.certificate import CertificateResource
 from omni.resources.vhost import leaf_der
 from omni.tenant.existing import existing_spec
+from omni.usecases.plan import apply_reviewed, tenant_rows
 from omni.usecases.sessions import SessionOptions
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class RenewRequest:
     host: str | None = None
     dry_run: bool = False
     lock_wait_seconds: float = 0.0
+    expect_plan: str | None = None  # the reviewed dry run's plan_fingerprint
 
 
 def renew_certificates(
@@ -56,7 +58,27 @@ def renew_certificates(
     sessions: SessionOptions | None = None,
 ) -> Result:
     """See the module docstring. A real run (not a dry run) appends, with ``audit``, one
-    entry to the audit log of each host it changed tenants on."""
+    entry to the audit log of each host it changed tenants on. With ``expect_plan`` it
+    refuses (exit 2) unless a fresh dry run has that fingerprint (which certificates are
+    due, and why); a dry run's result carries ``plan_fingerprint``."""
+    def run(dry_run: bool) -> Result:
+        return _renew(dataclasses.replace(request, dry_run=dry_run), inventory_path,
+                      progress=progress, clock=clock, audit=audit, sessions=sessions)
+
+    return apply_reviewed(run, dry_run=request.dry_run, expect_plan=request.expect_plan,
+                          reviewed=tenant_rows("tenant", "host", "status", "detail"),
+                          command=COMMAND)
+
+
+def _renew(
+    request: RenewRequest,
+    inventory_path: Path,
+    *,
+    progress: FleetProgress | None,
+    clock: Callable[[], datetime],
+    audit: AuditContext | None,
+    sessions: SessionOptions | None,
+) -> Result:
     started = audit.now() if audit else clock()
     inventory = load_inventory(inventory_path)
     tenants = select_tenants(inventory, request.slugs, host=request.host)

@@ -9,6 +9,7 @@ restoring the dump taken before the release it undoes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -61,6 +62,7 @@ class RollbackRequest:
     dry_run: bool = False
     lock_wait_seconds: float = 0.0
     who: str = ""
+    expect_plan: str | None = None  # the reviewed dry run's plan_fingerprint
 
 
 def _outcome(report: SwitchReport) -> Outcome:
@@ -146,7 +148,36 @@ def rollback(
     audit: AuditContext | None = None,
     sessions: SessionOptions | None = None,
 ) -> Result:
-    """See the module docstring; a real run appends to the host's audit log."""
+    """See the module docstring; a real run appends to the host's audit log. With
+    ``expect_plan`` it refuses (exit 2) unless a fresh dry run has that fingerprint (the
+    target release, the releases undone, image, configuration, vhost diff, restore_db);
+    a dry run's result carries ``plan_fingerprint``."""
+    from omni.usecases.plan import apply_reviewed
+
+    rows = ("tenant", "host", "status", "detail", "image", "config_fingerprint", "to",
+            "undone", "vhost_diff")
+
+    def reviewed(result: Result) -> object:
+        return {"restore_db": request.restore_db, "tenants": [
+            {k: row.get(k) for k in rows} for row in result.data.get("tenants", [])]}
+
+    def run(dry_run: bool) -> Result:
+        return _rollback(dataclasses.replace(request, dry_run=dry_run), inventory_path,
+                         progress=progress, clock=clock, audit=audit, sessions=sessions)
+
+    return apply_reviewed(run, dry_run=request.dry_run, expect_plan=request.expect_plan,
+                          reviewed=reviewed, command="rollback")
+
+
+def _rollback(
+    request: RollbackRequest,
+    inventory_path: Path,
+    *,
+    progress: FleetProgress | None,
+    clock: Callable[[], datetime],
+    audit: AuditContext | None,
+    sessions: SessionOptions | None,
+) -> Result:
     started = audit.now() if audit else clock()
     inventory = load_inventory(inventory_path)
     tenants = select_tenants(inventory, [request.slug])

@@ -10,7 +10,7 @@ that tenant's result, with the dump to restore from; the others go on.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from omni.tenant.dumps import prune_dumps, take_dump
 from omni.tenant.existing import existing_spec
 from omni.tenant.health import health_gate
 from omni.tenant.resources import migrations_resource
+from omni.usecases.plan import apply_reviewed, tenant_rows
 from omni.usecases.sessions import SessionOptions
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class MigrateAllRequest:
     dry_run: bool = False
     force: bool = False
     lock_wait_seconds: float = 0.0
+    expect_plan: str | None = None  # the reviewed dry run's plan_fingerprint
 
 
 def migrate_all(
@@ -56,9 +58,30 @@ def migrate_all(
     sessions: SessionOptions | None = None,
 ) -> Result:
     """See the module docstring. A real run (not a dry run) appends, with ``audit``, one
-    entry to the audit log of each host it changed tenants on."""
-    started = audit.now() if audit else clock()
+    entry to the audit log of each host it changed tenants on. With ``expect_plan`` it
+    refuses (exit 2) unless a fresh dry run has that fingerprint (per tenant: migrate or
+    skip, for which image); a dry run's result carries ``plan_fingerprint``."""
     check_parallel(request.parallel)
+
+    def run(dry_run: bool) -> Result:
+        return _migrate_all(replace(request, dry_run=dry_run), inventory_path,
+                            progress=progress, clock=clock, audit=audit, sessions=sessions)
+
+    return apply_reviewed(run, dry_run=request.dry_run, expect_plan=request.expect_plan,
+                          reviewed=tenant_rows("tenant", "host", "status", "detail"),
+                          command=COMMAND)
+
+
+def _migrate_all(
+    request: MigrateAllRequest,
+    inventory_path: Path,
+    *,
+    progress: FleetProgress | None,
+    clock: Callable[[], datetime],
+    audit: AuditContext | None,
+    sessions: SessionOptions | None,
+) -> Result:
+    started = audit.now() if audit else clock()
     inventory = load_inventory(inventory_path)
     tenants = select_tenants(inventory, request.slugs, host=request.host)
 

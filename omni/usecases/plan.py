@@ -22,6 +22,7 @@ unreachable, 3 when a tenant could not be planned (e.g. its image is not on the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -232,3 +233,55 @@ def _scan(
             found.append({"host": host, "containers": [], "databases": [],
                           "error": exc.to_dict()})
     return found
+
+
+# -- --expect-plan for commands whose plan is their dry run ------------------------------
+
+Reviewed = Callable[[Result], object]
+
+
+def reviewed_fingerprint(reviewed: object) -> str:
+    """16 hex digits of sha256 over ``reviewed`` as canonical JSON: what a reviewer saw in a
+    dry run (each command picks the fields, leaving out timings and apply-time detail)."""
+    payload = json.dumps(reviewed, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def tenant_rows(*keys: str) -> Reviewed:
+    """A ``Reviewed`` for fleet commands: ``keys`` of each row in ``data["tenants"]``."""
+    def reviewed(result: Result) -> object:
+        return [{k: row.get(k) for k in keys} for row in result.data.get("tenants", [])]
+    return reviewed
+
+
+def apply_reviewed(
+    run: Callable[[bool], Result],
+    *,
+    dry_run: bool,
+    expect_plan: str | None,
+    reviewed: Reviewed,
+    command: str,
+) -> Result:
+    """Run a command whose plan is its own dry run, honouring ``--expect-plan``.
+
+    ``run(dry_run)`` runs the command. A dry run's result gets ``data["plan_fingerprint"]``
+    (``reviewed_fingerprint(reviewed(result))``). A real run with ``expect_plan`` first
+    re-plans (a dry run: reads only) and raises ``InvalidInput`` (exit 2, field
+    ``expect_plan``) when the fingerprint differs, before anything changes; then the real
+    run, whose result carries the fingerprint it applied. Without ``expect_plan`` a real run
+    is just ``run(False)`` (the CLI for people; Windmill's steps always pass one).
+    """
+    if dry_run:
+        result = run(True)
+        result.data["plan_fingerprint"] = reviewed_fingerprint(reviewed(result))
+        return result
+    if expect_plan:
+        planned = run(True)
+        now = reviewed_fingerprint(reviewed(planned)) if planned.ok else "none (the plan failed)"
+        if now != expect_plan:
+            raise InvalidInput(
+                f"--expect-plan: the {command} plan changed since it was reviewed (expected "
+                f"{expect_plan}, now {now}); review it again", field="expect_plan")
+    result = run(False)
+    result.data["plan_fingerprint"] = expect_plan
+    return result

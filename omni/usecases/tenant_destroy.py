@@ -11,6 +11,7 @@ Idempotent: a destroy killed half-way is finished by running it again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class DestroyRequest:
     confirmed: bool = False
     dry_run: bool = False
     wait_seconds: float = 0.0  # how long to wait for the tenant lock (0: fail at once)
+    expect_plan: str | None = None  # the reviewed dry run's plan_fingerprint
 
 
 def final_backup(spec: TenantSpec, admin_password: str, stamp: str) -> Resource[Any]:
@@ -103,7 +105,35 @@ def destroy_tenant(
     sessions: SessionOptions | None = None,
 ) -> Result:
     """Destroy the tenant; see the module docstring. Raises ``OmniError`` subclasses.
-    A real run (not a dry run) appends an entry to the host's audit log with ``audit``."""
+    A real run (not a dry run) appends an entry to the host's audit log with ``audit``.
+    With ``expect_plan`` it refuses (exit 2) unless a fresh dry run has that fingerprint
+    (tenant, host and each removal step's resource and verb: the final dump's file name is
+    stamped at apply time, so it is not part of it); a dry run carries ``plan_fingerprint``."""
+    from omni.usecases.plan import apply_reviewed
+
+    def reviewed(result: Result) -> object:
+        return {"tenant": result.data.get("tenant"), "host": result.data.get("host"),
+                "steps": [[s.resource, s.verb.value] for s in result.steps if s.changing]}
+
+    def run(dry_run: bool) -> Result:
+        return _destroy(dataclasses.replace(request, dry_run=dry_run), inventory_path,
+                        open_session=open_session, progress=progress, clock=clock,
+                        audit=audit, sessions=sessions)
+
+    return apply_reviewed(run, dry_run=request.dry_run, expect_plan=request.expect_plan,
+                          reviewed=reviewed, command=COMMAND)
+
+
+def _destroy(
+    request: DestroyRequest,
+    inventory_path: Path,
+    *,
+    open_session: SessionOpener | None,
+    progress: Progress | None,
+    clock: Callable[[], datetime],
+    audit: AuditContext | None,
+    sessions: SessionOptions | None,
+) -> Result:
     started = audit.now() if audit else None
     check_wait_seconds(request.wait_seconds, "--wait")
     inventory = load_inventory(inventory_path)

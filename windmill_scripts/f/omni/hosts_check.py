@@ -3,6 +3,7 @@
 # Runs on worker group `omni` (tag), whose image has omni installed; imports only the
 # standard library, so Windmill installs nothing (never PyPI's unrelated `omni`).
 # ruff: noqa: B006
+import base64
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -30,12 +32,15 @@ def main(
 
 
 def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = "",
-         repo_variable: str = "") -> dict:
+         repo_variable: str = "", propose: str = "", github_resource: str = "") -> dict:
     """Run `omni --json ARGV` through omni-windmill-step (installed with omni on the
     worker): it writes the SSH key variable to a 0600 file in a private HOME for this job
     only, runs omni, prints its envelope last. With ``git_ref`` the inventory is the
-    repository's at that commit, checked out for this job only (``_checkout``). Returns the
-    envelope; raises with omni's error lines when omni fails."""
+    repository's at that commit, checked out for this job only (``_checkout``). With
+    ``propose`` (``STEP-SLUG``), a change omni made under ``inventory/`` in that checkout
+    is proposed as a pull request (``_propose``), its URL in the envelope's
+    ``pull_request``. Returns the envelope; raises with omni's error lines when omni fails,
+    or when its change could not be proposed."""
     work = _checkout(git_ref, repo_variable) if git_ref else ""
     try:
         if work:
@@ -49,36 +54,131 @@ def _run(argv: list[str], inventory: str, ssh_key_variable: str, git_ref: str = 
                 proc.terminate()  # the runner removes the key, then exits
             signal.signal(signal.SIGTERM, cancel)
             out, err = proc.communicate()
+        sys.stderr.write(err)  # progress and omni's error lines, in the job log
+        lines = out.strip().splitlines()
+        try:
+            envelope = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            envelope = None
+        if proc.returncode != 0:
+            errors = [ln for ln in err.splitlines() if ln.startswith("error[")]
+            raise RuntimeError(
+                f"omni {' '.join(a for a in argv[:2] if a != '--')} failed "
+                f"(exit {proc.returncode}): "
+                + ("; ".join(errors) or err.strip()[-2000:] or "no output"))
+        if not isinstance(envelope, dict):
+            raise RuntimeError("omni printed no JSON envelope")
+        if work and propose:
+            envelope["pull_request"] = _propose(os.path.join(work, "repo"), propose, git_ref,
+                                                repo_variable, github_resource)
+        return envelope
     finally:
         if work:
             shutil.rmtree(work, ignore_errors=True)
-    sys.stderr.write(err)  # progress and omni's error lines, in the job log
-    lines = out.strip().splitlines()
+
+
+def _git(repo: str, *args: str, env: dict | None = None) -> str:
+    done = subprocess.run(["git", "-C", repo, *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True,
+                          env=env or {**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    if done.returncode != 0:  # git's message may name a URL: keep it out of the log
+        raise RuntimeError(f"git {args[0]} failed (exit {done.returncode})")
+    return done.stdout
+
+
+def _propose(repo: str, what: str, git_ref: str, repo_variable: str,
+             github_resource: str) -> dict | None:
+    """If omni changed files under ``inventory/`` in the checkout ``repo``: commit them on
+    a new branch ``omni/WHAT-SHORTSHA``, push it and open a pull request against the
+    resource's ``base`` branch. Returns ``{url, number, branch, commit, files}``, or None
+    when nothing changed. The token (Windmill resource ``github_resource``: ``token``,
+    ``repository`` OWNER/NAME, ``base``, optional ``api_url``, ``push_url``) reaches git
+    only as an ``http.extraheader`` in ``GIT_CONFIG_*`` environment variables and the API
+    only in a request header: never on a command line, never in the log. Raises
+    RuntimeError naming what failed: the change is then on the hosts but not in git."""
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", "inventory/")
+    if not status.strip():
+        return None
+    files = sorted(line[3:] for line in status.splitlines())
     try:
-        envelope = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        envelope = None
-    if proc.returncode != 0:
-        errors = [ln for ln in err.splitlines() if ln.startswith("error[")]
+        github = _resource(github_resource)
+        token, repository = str(github["token"]), str(github["repository"])
+        base = str(github.get("base") or "main")
+        owner, name = repository.split("/", 1)
+        api = str(github.get("api_url") or "https://api.github.com").rstrip("/")
+        push_url = str(github.get("push_url") or os.environ.get("OMNI_INVENTORY_REPO")
+                       or _variable(repo_variable))
+        job = os.environ.get("WM_JOB_ID", "")
+        _git(repo, "add", "-A", "--", "inventory/")
+        _git(repo, "-c", "user.name=omni (Windmill)", "-c", "user.email=omni@windmill.invalid",
+             "commit", "--quiet", "--no-verify", "-m",
+             f"omni {what}: tenant files\n\nWritten by Windmill job {job} on the inventory "
+             f"at {git_ref}.")
+        commit = _git(repo, "rev-parse", "HEAD").strip()
+        branch = f"omni/{what}-{commit[:8]}"
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+               "GIT_CONFIG_KEY_0": "http.extraheader",
+               "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+        _git(repo, "push", "--quiet", "--", push_url, f"HEAD:refs/heads/{branch}", env=env)
+        body = json.dumps({
+            "title": f"omni {what}: tenant files changed by Windmill",
+            "head": branch, "base": base,
+            "body": (f"Windmill job `{job}` ran `omni` on the inventory at `{git_ref}` and "
+                     "changed these tenant files on the hosts already:\n\n"
+                     + "".join(f"- `{f}`\n" for f in files)
+                     + "\nMerge this so git matches the hosts."),
+        }).encode()
+        url = f"{api}/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(name)}/pulls"
+        if not url.startswith(("http://", "https://")):
+            raise RuntimeError("api_url: not an http(s) URL")
+        request = urllib.request.Request(  # noqa: S310 (http(s) only)
+            url, data=body, method="POST", headers={
+                "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                pull = json.loads(response.read().decode())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"POST /repos/{repository}/pulls answered {exc.code}") from None
+        return {"url": pull["html_url"], "number": pull.get("number"), "branch": branch,
+                "commit": commit, "files": files}
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise RuntimeError(
-            f"omni {' '.join(argv[:2])} failed (exit {proc.returncode}): "
-            + ("; ".join(errors) or err.strip()[-2000:] or "no output"))
-    if not isinstance(envelope, dict):
-        raise RuntimeError("omni printed no JSON envelope")
-    return envelope
+            f"omni {what}: applied on the hosts, but its tenant file change "
+            f"({', '.join(files)}) could not be proposed as a pull request: "
+            f"{type(exc).__name__}: {exc}. git does not match the hosts until that "
+            "change is committed (re-run this step once the problem is fixed: it is "
+            "idempotent).") from None
+
+
+def _resource(path: str) -> dict:
+    """A Windmill resource's value ($var: references resolved), read with this job's
+    token."""
+    value = _api_get(f"resources/get_value_interpolated/{urllib.parse.quote(path)}")
+    if not isinstance(value, dict):
+        raise RuntimeError(f"resource {path}: not an object")
+    return value
+
+
+def _api_get(what: str) -> object:
+    base = os.environ.get("BASE_INTERNAL_URL") or os.environ.get("BASE_URL", "")
+    workspace = urllib.parse.quote(os.environ.get("WM_WORKSPACE", ""))
+    url = f"{base}/api/w/{workspace}/{what}"
+    if not url.startswith(("http://", "https://")):
+        raise RuntimeError("no Windmill API here (BASE_INTERNAL_URL)")
+    request = urllib.request.Request(  # noqa: S310 (http(s) only)
+        url, headers={"Authorization": f"Bearer {os.environ.get('WM_TOKEN', '')}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read().decode())
 
 
 def _variable(path: str) -> str:
     """A Windmill variable's value, read with this job's own token."""
-    base = os.environ.get("BASE_INTERNAL_URL") or os.environ.get("BASE_URL", "")
-    workspace = urllib.parse.quote(os.environ.get("WM_WORKSPACE", ""))
-    url = f"{base}/api/w/{workspace}/variables/get_value/{urllib.parse.quote(path)}"
-    if not url.startswith(("http://", "https://")):
-        raise RuntimeError("repo_variable: no Windmill API here (BASE_INTERNAL_URL)")
-    request = urllib.request.Request(  # noqa: S310 (http(s) only)
-        url, headers={"Authorization": f"Bearer {os.environ.get('WM_TOKEN', '')}"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return str(json.loads(response.read().decode()))
+    try:
+        return str(_api_get(f"variables/get_value/{urllib.parse.quote(path)}"))
+    except RuntimeError as exc:
+        raise RuntimeError(f"repo_variable: {exc}") from None
 
 
 def _checkout(git_ref: str, repo_variable: str) -> str:
