@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -103,6 +104,52 @@ def test_container_plan_refuses_missing_image() -> None:
 
     with pytest.raises(StepFailed, match="not present on the host"):
         _container().plan(ContainerState(None, None))
+
+
+def _joined(**info: object) -> tuple[TenantContainer, object, object]:
+    """An app joined to a gateway's namespace, the gateway's info and the app's info."""
+    from omni.hosts.docker import ContainerInfo
+
+    gateway = _container(name="omni-acme-gw", image="omni-lab/gateway:1", env={},
+                         network="none")
+    app = _container(joins=gateway)
+    owner = ContainerInfo(id="g1", name="omni-acme-gw", image="omni-lab/gateway:1",
+                          image_id="sha256:ggg", running=True, status="running", labels={},
+                          env={}, cmd=(), restart_policy="unless-stopped",
+                          started_at="2026-12-02T10:00:01.5Z")
+    want = app.desired_hash("sha256:aaa", "sha256:ggg")
+    fields = {"network_mode": "container:g1", "started_at": "2026-12-02T10:00:01.52Z", **info}
+    found = dataclasses.replace(_info({CONFIG_HASH_LABEL: want}), **fields)  # type: ignore[type-var]
+    return app, owner, found
+
+
+def test_a_joined_container_follows_its_namespace_owner() -> None:
+    app, owner, found = _joined()
+    assert app.network_mode == "container:omni-acme-gw"
+    up_to_date = ContainerState("sha256:aaa", found, owner, "sha256:ggg")  # type: ignore[arg-type]
+    assert app.plan(up_to_date)[0].verb is Verb.NOOP  # .5 s < .52 s: not a string compare
+    # The owner is being created (again): its new id will not be the one pinned here.
+    assert app.plan(ContainerState("sha256:aaa", found, None, "sha256:ggg"))[0].verb \
+        is Verb.REPLACE  # type: ignore[arg-type]
+    # The owner was created again since this container was.
+    moved = dataclasses.replace(owner, id="g2")  # type: ignore[type-var]
+    assert app.plan(ContainerState("sha256:aaa", found, moved, "sha256:ggg"))[0].verb \
+        is Verb.REPLACE  # type: ignore[arg-type]
+    # The owner restarted after this container started: same id, a new namespace.
+    later = dataclasses.replace(owner, started_at="2026-12-02T10:00:02Z")  # type: ignore[type-var]
+    step = app.plan(ContainerState("sha256:aaa", found, later, "sha256:ggg"))[0]  # type: ignore[arg-type]
+    assert step.verb is Verb.UPDATE and "namespace" in step.summary
+    # A new gateway image (or configuration) changes the joined container's own hash.
+    rebuilt = ContainerState("sha256:aaa", found, owner, "sha256:hhh")  # type: ignore[arg-type]
+    assert app.plan(rebuilt)[0].verb is Verb.REPLACE
+
+
+def test_started_stamps_compare_by_time_not_by_text() -> None:
+    from omni.resources.containers import started_key
+
+    assert started_key("2026-12-02T10:00:01.5Z") < started_key("2026-12-02T10:00:01.52Z")
+    assert started_key("2026-12-02T10:00:01Z") < started_key("2026-12-02T10:00:01.000000001Z")
+    assert started_key("2026-12-02T10:00:01.9Z") < started_key("2026-12-02T10:00:02Z")
 
 
 def _migrations() -> Migrations:

@@ -45,6 +45,7 @@ class ContainerInfo:
     entrypoint: tuple[str, ...] = ()
     restart_count: int = 0
     started_at: str = ""  # RFC 3339 from the engine; "" if never started
+    network_mode: str = ""  # "host", "none", "container:<owner's id>" (pinned at create)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def _info(data: Mapping[str, Any]) -> ContainerInfo:
         entrypoint=tuple(config.get("Entrypoint") or ()),
         restart_count=int(data.get("RestartCount") or 0),
         started_at=str(state.get("StartedAt") or ""),
+        network_mode=str((data.get("HostConfig") or {}).get("NetworkMode") or ""),
     )
 
 

@@ -28,8 +28,10 @@ CONFIG_HASH_LABEL = "omni.config-hash"
 class ContainerState:
     image_id: str | None  # of the desired image reference on the host; None: not present
     container: ContainerInfo | None
-    # The container owning the network namespace this one joins (None: none, or absent).
+    # The container owning the network namespace this one joins (None: none, or absent),
+    # and the id of the image it should run.
     network_owner: ContainerInfo | None = None
+    network_owner_image_id: str | None = None
 
 
 def config_hash(
@@ -69,32 +71,35 @@ class TenantContainer:
     )
     ready_deadline_seconds: float = 30.0
     limits: RuntimeLimits | None = None
-    # "host", "none", or "container:<name>" to join another container's network namespace.
-    network_mode: str = "host"
-    # Containers joined to this one's namespace: restarted (into the new namespace) when
-    # this one is created again.
-    dependents: tuple[str, ...] = ()
+    # "host" or "none"; ignored when ``joins`` is set.
+    network: Literal["host", "none"] = "host"
+    # The container whose network namespace this one joins. The engine pins the owner's
+    # id at create time, so a new owner (a new namespace) means creating this one again:
+    # the owner's desired configuration is part of this one's.
+    joins: TenantContainer | None = None
 
     @property
-    def network_owner(self) -> str | None:
-        owner = self.network_mode.partition("container:")[2]
-        return owner or None
+    def network_mode(self) -> str:
+        return f"container:{self.joins.name}" if self.joins else self.network
 
     def observe(self, session: HostSession) -> ContainerState:
         docker = session.docker()
-        owner = docker.container(self.network_owner) if self.network_owner else None
+        owner = self.joins
         return ContainerState(
             image_id=docker.image_id(self.image),
             container=docker.container(self.name),
-            network_owner=owner,
+            network_owner=docker.container(owner.name) if owner else None,
+            network_owner_image_id=docker.image_id(owner.image) if owner else None,
         )
 
-    def desired_hash(self, image_id: str) -> str:
+    def desired_hash(self, image_id: str, owner_image_id: str | None = None) -> str:
         extra = f"{self.mounted_content_digest}|user={self.user}"
         if self.limits is not None:  # older containers without limits are replaced once
             extra += f"|limits={self.limits}"
         if self.network_mode != "host":  # host-network containers are replaced once
             extra += f"|network={self.network_mode}"
+        if self.joins is not None:
+            extra += f"@{self.joins.desired_hash(owner_image_id or '')}"
         return config_hash(image_id, self.command, self.env, self.mounts, extra)
 
     def plan(self, current: ContainerState) -> list[Step]:
@@ -104,7 +109,7 @@ class TenantContainer:
                 "(no registry is configured: load or build it there first)",
                 image=self.image,
             )
-        want = self.desired_hash(current.image_id)
+        want = self.desired_hash(current.image_id, current.network_owner_image_id)
         found = current.container
         if found is None:
             return [
@@ -144,9 +149,31 @@ class TenantContainer:
                 )
             ]
         owner = current.network_owner
+        if self.joins is not None and owner is None:
+            return [
+                Step(
+                    self.key,
+                    Verb.REPLACE,
+                    f"replace container {self.name} (its network namespace's owner "
+                    f"{self.joins.name} is created again)",
+                    (FieldChange("network", found.network_mode[:22], self.joins.name),),
+                    detail={"config_hash": want},
+                )
+            ]
+        if owner is not None and found.network_mode != f"container:{owner.id}":
+            return [
+                Step(
+                    self.key,
+                    Verb.REPLACE,
+                    f"replace container {self.name} (its network namespace's owner "
+                    f"{owner.name} was created again)",
+                    (FieldChange("network", found.network_mode[:22], owner.name),),
+                    detail={"config_hash": want},
+                )
+            ]
         if owner is not None and started_key(owner.started_at) > started_key(found.started_at):
             # The namespace owner started again since: this container is left in the old,
-            # empty namespace.
+            # empty namespace until it starts again too.
             return [
                 Step(
                     self.key,
@@ -168,7 +195,9 @@ class TenantContainer:
         existing = docker.container(self.name)
         if existing is not None:
             docker.remove(self.name, force=True)
-        labels = {**self.labels, CONFIG_HASH_LABEL: self.desired_hash(image_id)}
+        owner_image_id = docker.image_id(self.joins.image) if self.joins else None
+        labels = {**self.labels,
+                  CONFIG_HASH_LABEL: self.desired_hash(image_id, owner_image_id)}
         docker.create_and_start(
             ContainerSpec(
                 name=self.name,
@@ -183,10 +212,6 @@ class TenantContainer:
                 limits=self.limits,
             )
         )
-        for name in self.dependents:
-            joined = docker.container(name)
-            if joined is not None and joined.running:
-                docker.restart(name)
         if self.ready_on is not None:
             wait_accepting(session, self.name, *self.ready_on, self.ready_deadline_seconds)
         if self.ready_probe is not None:

@@ -14,8 +14,10 @@ directory (0700, root), which only the tenant's two gateway containers mount:
 
 Both run socat (``omni-gateway LISTEN CONNECT ...``). Their configuration depends only on
 the tenant's ports, so deploys never touch them (blue/green swaps which of the two ports
-is live). A new gateway is a new namespace: creating it again restarts the containers
-joined to it, and a converge restarts any container older than its gateway.
+is live). A new gateway is a new namespace, and the engine pins a joined container to
+its owner's id: the containers joined to it carry the gateway's configuration in theirs,
+so whatever replaces the gateway replaces them in the same run, and a converge restarts
+any joined container older than its gateway.
 """
 
 from __future__ import annotations

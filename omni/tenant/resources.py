@@ -81,8 +81,7 @@ def gateway_resources(spec: TenantSpec) -> tuple[TenantContainer, TenantContaine
         env={},
         labels=spec.labels("gateway"),
         mounts=mount,
-        network_mode="none",
-        dependents=(spec.redis_container, spec.app_container),
+        network="none",
         limits=limits,
     )
     publish = TenantContainer(
@@ -99,6 +98,20 @@ def gateway_resources(spec: TenantSpec) -> tuple[TenantContainer, TenantContaine
     return inside, publish
 
 
+def app_container(spec: TenantSpec) -> TenantContainer:
+    """The Medusa app, in the tenant's namespace."""
+    return TenantContainer(
+        key="medusa.app",
+        name=spec.app_container,
+        image=spec.tenant.image,
+        command=None,
+        env=medusa_env(spec),
+        labels={**spec.labels("app"), "omni.image": spec.tenant.image},
+        limits=_limits(spec, spec.host.limits.app_memory_mb),
+        joins=gateway_resources(spec)[0],
+    )
+
+
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
     """Secrets, role, database, files, the network gateways, Redis, migrations, app,
     certificate, vhost, admin user, publishable key: in apply order."""
@@ -109,7 +122,6 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
 
     shown = dataclasses.replace(spec, secrets=masked_secrets())
     gateway, publish = gateway_resources(spec)
-    env = medusa_env(spec)
     env_file = render_env_file(spec)
     redis_conf = render_redis_conf(spec)
     return [
@@ -151,19 +163,10 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             user=f"{spec.host.redis_uid}:{spec.host.redis_uid}",
             ready_probe=redis_probe(spec),
             limits=_limits(spec, spec.host.limits.redis_memory_mb),
-            network_mode=network_mode(spec),
+            joins=gateway,
         ),
         migrations_resource(spec),
-        TenantContainer(
-            key="medusa.app",
-            name=spec.app_container,
-            image=spec.tenant.image,
-            command=None,
-            env=env,
-            labels={**spec.labels("app"), "omni.image": spec.tenant.image},
-            limits=_limits(spec, spec.host.limits.app_memory_mb),
-            network_mode=network_mode(spec),
-        ),
+        app_container(spec),
         Certificate(spec),
         Vhost(spec),
         # Admin user and publishable key: last, so a failure there leaves the shop served.
