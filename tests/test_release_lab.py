@@ -8,6 +8,7 @@ nginx without pause during every deploy and rollback and must see no failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -234,16 +235,22 @@ def test_rollback_without_restore_keeps_the_data(
 def test_two_deploys_at_once_one_runs_the_other_exits_4(tenant: tuple[Path, str]) -> None:
     inventory, slug = tenant
     first = tl.start_omni(inventory, "deploy", slug, "--image", "omni-lab/medusa:v1")
+    refused: tl.Run | None = None
     try:
         def second_refused() -> tl.Run | None:
             run = tl.omni(inventory, "deploy", slug, "--image", "omni-lab/medusa:v1")
             return run if run.code == 4 else None
 
-        refused = _eventually(second_refused, first)
-        assert "error[lock_held]" in refused.stderr and slug in refused.stderr
+        with contextlib.suppress(AssertionError):
+            refused = _eventually(second_refused, first)
     finally:
         _, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err
+    if refused is None:  # on a loaded machine a later one may take the lock first
+        assert first.returncode == 4, err
+        assert "error[lock_held]" in err and slug in err
+    else:
+        assert "error[lock_held]" in refused.stderr and slug in refused.stderr
+        assert first.returncode == 0, err
     assert _image(inventory, slug) == "omni-lab/medusa:v1"
 
 

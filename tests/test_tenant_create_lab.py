@@ -211,7 +211,8 @@ def test_killed_at_every_step_then_rerun_converges_while_others_keep_serving(
         poller.join(timeout=30)
     assert {"postgres.role", "medusa.migrations", "medusa.app", "nginx.vhost"} <= set(killed_at)
     s = session(dev_host)
-    assert tl.tenant_containers(s, slug) == [f"omni-{slug}-app", f"omni-{slug}-redis"]
+    assert tl.tenant_containers(s, slug) == [
+        f"omni-{slug}-{c}" for c in ("app", "gw", "publish", "redis")]
     leftovers = s.transport.run(
         [
             "find",
