@@ -402,6 +402,7 @@ def fleet_roll(ws: Workspace, logs: SshdLogs, argv: list[str], parallel: int,
         "ideal": round(ideal, 2),
         "ratio": round(result.seconds / ideal, 3) if ideal else None,
         "sum_tenant_seconds": round(sum(s for _, s in per), 2),
+        "per_tenant": [[host, round(seconds, 2)] for host, seconds in per],
         "tenants": len(tenants),
         "statuses": statuses,
         "exit": result.returncode,
@@ -429,7 +430,23 @@ def rolls(ws: Workspace, logs: SshdLogs, fleet: Fleet, parallels: Sequence[int],
             say(f"deploy --all --parallel {parallel} -> {REAL_IMAGES[image]}: {row['wall']}s "
                 f"(ideal {row['ideal']}s)")
             out["deploy"].append(row)
+    for runs in out.values():
+        add_serial_ideal(runs, concurrency)
     return out
+
+
+def add_serial_ideal(runs: list[dict[str, Any]], concurrency: dict[str, int]) -> None:
+    """A second ideal for each run: from the per-tenant times of the ``--parallel 1`` run
+    (tenants alone on the machine, no contention), so the table shows both the runner's
+    own scheduling loss and what running tenants side by side costs on this machine."""
+    serial = next((r for r in runs if r["parallel"] == 1 and r["per_tenant"]), None)
+    if serial is None:
+        return
+    per = [(host, float(seconds)) for host, seconds in serial["per_tenant"]]
+    for run_row in runs:
+        ideal = lib.ideal_seconds(per, run_row["parallel"], concurrency)
+        run_row["ideal_from_serial"] = round(ideal, 2)
+        run_row["ratio_from_serial"] = round(run_row["wall"] / ideal, 3) if ideal else None
 
 
 def backups(ws: Workspace, logs: SshdLogs, fleet: Fleet, repeats: int) -> dict[str, Any]:
@@ -747,9 +764,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         real = [(fleet.slug("m", i), fleet.host_for(i)) for i in range(args.real)]
         say(f"creating {len(real)} real Medusa tenant(s)")
         t0 = time.perf_counter()
-        fleet.create(real, real=True)
+        with logs.window() as create_conns:
+            fleet.create(real, real=True)
         results["create_real"] = {
             "tenants": len(fleet.real), "wall": round(time.perf_counter() - t0, 2),
+            "ssh_connections": dict(create_conns),
             "per_tenant": lib.stats([fleet.create_seconds[s] for s in fleet.real]).to_dict()
             if fleet.real else None,
         }

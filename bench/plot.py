@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -32,9 +33,17 @@ def main() -> None:
         for n, m in zip(ns, med, strict=True):
             ax.annotate(f"{m:.1f}s", (n, m), textcoords="offset points", xytext=(4, 6),
                         fontsize=8)
+    all_n = sorted({r["n"] for r in rows})
+    if all_n and all_n[-1] >= 5 * all_n[0]:
+        ax.set_xscale("log")
+    ax.set_xticks(all_n, [str(n) for n in all_n])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("tenants checked (N, both hosts)")
     ax.set_ylabel("wall time, s (median; bars: min-max)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_title(f"health-check of N tenants ({results.get('label', '')}, "
                  f"{results['machine']['date'][:10]})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
