@@ -65,6 +65,8 @@ BENCH_DIR = REPO / "bench"
 BENCH_VENV = REPO / ".bench" / "venv"
 ANSIBLE_DIR = BENCH_DIR / "ansible"
 OMNI = [sys.executable, "-m", "omni.cli"]
+# The same CLI, noting the source port of each SSH connection (bench/omni_traced.py).
+OMNI_TRACED = [sys.executable, str(Path(__file__).resolve().parent / "omni_traced.py")]
 REAL_IMAGES = ("omni-lab/medusa:v1", "omni-lab/medusa:v2")
 STANDIN_IMAGE = "omni-lab/standin:1"
 BENCH_PACKAGES = ("ansible-core>=2.17,<2.19", "matplotlib>=3.8,<4")
@@ -208,7 +210,7 @@ class Workspace:
             Path(str(next(iter(self.hosts.values())).identity) + ".pub").read_text())
 
     def omni(self, *args: str) -> list[str]:
-        return [*OMNI, "--json", "--inventory", str(self.inventory), *args]
+        return [*OMNI_TRACED, "--json", "--inventory", str(self.inventory), *args]
 
     def tenants(self) -> dict[str, Tenant]:
         return dict(load_inventory(self.inventory).tenants)
@@ -223,30 +225,52 @@ class Workspace:
                     f"{host.user}@{host.address}", command], stdin=stdin, timeout=timeout)
 
 
+@dataclass
+class Window:
+    """SSH connections accepted while a command ran: ``all`` with omni's client key (other
+    users of the lab included), ``own`` only those from the source ports the command's
+    processes noted (run them with ``env``; see bench/omni_traced.py)."""
+
+    env: dict[str, str]
+    all: dict[str, int] = field(default_factory=dict)
+    own: dict[str, int] = field(default_factory=dict)
+
+    def best(self) -> dict[str, int]:
+        """``own`` when the command was traced, else ``all``."""
+        return dict(self.own) if self.own else dict(self.all)
+
+
 class SshdLogs:
     """Counts the SSH connections the lab's sshd accepted with omni's client key."""
 
-    def __init__(self, hosts: Sequence[str], fingerprint: str) -> None:
-        self.paths = {h: LAB_DIR / "hosts" / h / "sshd.log" for h in hosts}
-        self.fingerprint = fingerprint
+    def __init__(self, ws: Workspace) -> None:
+        self.paths = {h: LAB_DIR / "hosts" / h / "sshd.log" for h in sorted(ws.hosts)}
+        self.fingerprint = ws.client_fingerprint
+        self.ssh_ports = ",".join(sorted({str(h.port) for h in ws.hosts.values()}))
+        self.scratch = ws.root
 
     def available(self) -> bool:
         return all(p.is_file() for p in self.paths.values())
 
     @contextmanager
-    def window(self) -> Iterator[dict[str, int]]:
-        """Yields a dict filled, on exit, with connections per host opened inside."""
-        counts: dict[str, int] = {}
+    def window(self) -> Iterator[Window]:
+        """Yields a :class:`Window`, filled on exit."""
+        fd, trace = tempfile.mkstemp(prefix="ssh-trace-", dir=self.scratch)
+        os.close(fd)
+        window = Window({"BENCH_SSH_TRACE": trace, "BENCH_SSH_PORTS": self.ssh_ports})
         start = {h: p.stat().st_size if p.is_file() else 0 for h, p in self.paths.items()}
-        yield counts
+        yield window
         time.sleep(0.3)  # sshd writes its line right after the handshake
+        ports = {int(line) for line in Path(trace).read_text().split() if line.isdigit()}
         for h, p in self.paths.items():
             if not p.is_file():
                 continue
             with p.open("rb") as f:
                 f.seek(start[h])
                 text = f.read().decode("utf-8", "replace")
-            counts[h] = lib.count_connections(text, self.fingerprint)
+            window.all[h] = lib.count_connections(text, self.fingerprint)
+            if ports:
+                window.own[h] = lib.count_connections(text, self.fingerprint, ports)
 
 
 # ---------------------------------------------------------------- tenants
@@ -269,7 +293,8 @@ class Fleet:
         names = sorted(self.ws.hosts)
         return names[index % len(names)]
 
-    def create(self, slugs_hosts: Sequence[tuple[str, str]], *, real: bool) -> None:
+    def create(self, slugs_hosts: Sequence[tuple[str, str]], *, real: bool,
+               env: dict[str, str] | None = None) -> None:
         """Create tenants through ``omni tenant create``, several at once (each host's
         ``concurrency`` at most)."""
         gates = {h: threading.Semaphore(self.ws.hosts[h].concurrency) for h in self.ws.hosts}
@@ -285,7 +310,7 @@ class Fleet:
                     app_kind="plain"))
                 argv = self.ws.omni("tenant", "create", slug)
             with gates[host]:
-                result = run(argv, timeout=900)
+                result = run(argv, env=env, timeout=900)
             if result.returncode != 0:
                 self.failures.append(f"create {slug}: exit {result.returncode}: "
                                      f"{_last_error(result)}")
@@ -386,7 +411,7 @@ def fleet_roll(ws: Workspace, logs: SshdLogs, argv: list[str], parallel: int,
     """One fleet command with --parallel; wall time against the ideal from its own
     per-tenant times."""
     with logs.window() as conns:
-        result = run([*argv, "--parallel", str(parallel)], timeout=3600)
+        result = run([*argv, "--parallel", str(parallel)], env=conns.env, timeout=3600)
     tenants = result.envelope().get("data", {}).get("tenants", [])
     per = [(t["host"], float(t["seconds"])) for t in tenants]
     ideal = lib.ideal_seconds(per, parallel, concurrency) if per else 0.0
@@ -406,7 +431,8 @@ def fleet_roll(ws: Workspace, logs: SshdLogs, argv: list[str], parallel: int,
         "tenants": len(tenants),
         "statuses": statuses,
         "exit": result.returncode,
-        "ssh_connections": dict(conns),
+        "ssh_connections": conns.best(),
+        "ssh_connections_all": conns.all,
     }
 
 
@@ -455,12 +481,13 @@ def backups(ws: Workspace, logs: SshdLogs, fleet: Fleet, repeats: int) -> dict[s
     omni_runs: list[dict[str, Any]] = []
     for _ in range(repeats):
         with logs.window() as conns:
-            result = run(ws.omni("backup", "--all"), timeout=3600)
+            result = run(ws.omni("backup", "--all"), env=conns.env, timeout=3600)
         rows = result.envelope().get("data", {}).get("tenants", [])
         total = sum(int(r.get("bytes") or 0) for r in rows)
         omni_runs.append({"wall": round(result.seconds, 2), "bytes": total,
                           "tenants": len(rows), "exit": result.returncode,
-                          "ssh_connections": dict(conns)})
+                          "ssh_connections": conns.best(),
+                          "ssh_connections_all": conns.all})
         if result.returncode != 0:
             say(f"backup --all: exit {result.returncode}: {_last_error(result)}")
     by_hand: list[dict[str, Any]] = []
@@ -603,7 +630,7 @@ def ansible_health(ws: Workspace, logs: SshdLogs, venv: Path, inventory: Path,
         (ws.root / "ansible-last-failure.log").write_text(result.stdout + result.stderr)
         say(f"ansible-playbook exit {result.returncode}: recap {recap}")
     return {"wall": result.seconds, "exit": result.returncode, "recap": recap,
-            "ssh_connections": dict(conns), "max_rss_bytes": result.max_rss_bytes}
+            "ssh_connections": conns.all, "max_rss_bytes": result.max_rss_bytes}
 
 
 def health_round(ws: Workspace, logs: SshdLogs, venv: Path | None, n: int, repeats: int,
@@ -612,11 +639,16 @@ def health_round(ws: Workspace, logs: SshdLogs, venv: Path | None, n: int, repea
     omni_runs = []
     for _ in range(repeats):
         with logs.window() as conns:
-            result = run(ws.omni("health-check"), timeout=3600)
-        summary = result.envelope().get("data", {}).get("summary", {})
+            result = run(ws.omni("health-check"), env=conns.env, timeout=3600)
+        data = result.envelope().get("data", {})
         omni_runs.append({"wall": result.seconds, "exit": result.returncode,
-                          "max_rss_bytes": result.max_rss_bytes, "summary": summary,
-                          "ssh_connections": dict(conns)})
+                          "max_rss_bytes": result.max_rss_bytes,
+                          "summary": data.get("summary", {}),
+                          "tenant_seconds_mean": _mean([float(t.get("seconds") or 0)
+                                                       for t in data.get("tenants", [])]),
+                          "check_seconds_mean": check_means(data.get("tenants", [])),
+                          "ssh_connections": conns.best(),
+                          "ssh_connections_all": conns.all})
         if result.returncode != 0:
             say(f"health-check of {n}: exit {result.returncode}: {_last_error(result)}")
     out: dict[str, Any] = {
@@ -641,16 +673,38 @@ def health_round(ws: Workspace, logs: SshdLogs, venv: Path | None, n: int, repea
     return out
 
 
+def _mean(values: Sequence[float]) -> float:
+    return round(sum(values) / len(values), 3) if values else 0.0
+
+
+def check_means(tenants: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean seconds of each health check over the tenants (where a run's time goes)."""
+    by_check: dict[str, list[float]] = {}
+    for tenant in tenants:
+        for check in tenant.get("checks") or []:
+            by_check.setdefault(check["check"], []).append(float(check["seconds"]))
+    return {name: _mean(values) for name, values in by_check.items()}
+
+
 # ---------------------------------------------------------------- clean-up
 
 
-def remove_traces(ws: Workspace, prefix: str) -> None:
-    """Delete this run's dumps (``<slug>-<stamp>.dump``) in each host's dump dir, and its
-    restic snapshots (tags ``tenant=<slug>`` of this run, and ``bench-by-hand``)."""
+def remove_traces(ws: Workspace, pattern: str) -> None:
+    """Delete the dumps (``<slug>-<stamp>.dump``) in each host's dump dir and the restic
+    snapshots (tag ``tenant=<slug>``: omni's backups and the by-hand ones) of the bench
+    tenants whose slug is ``<pattern>-m###`` or ``<pattern>-s###`` (``pattern`` a regex:
+    this run's prefix, or any run's for ``--cleanup``)."""
+    slug = rf"(?:{pattern})-[ms]\d{{3}}"
+    dump_name = re.compile(rf"^{slug}-\d{{8}}T\d{{6}}Z\.dump$")
+    tenant_tag = re.compile(rf"^tenant={slug}$")
     hosts_raw = yaml.safe_load((LAB_INVENTORY / "hosts.yaml").read_text())["hosts"]
     for name, host in ws.hosts.items():
-        dump_dir = shlex.quote(host.postgres.dump_dir)
-        ws.ssh(host, f"find {dump_dir} -maxdepth 1 -type f -name '{prefix}-*' -delete")
+        dump_dir = host.postgres.dump_dir
+        listed = ws.ssh(host, f"ls -1 {shlex.quote(dump_dir)}")
+        dumps = [f for f in listed.stdout.split() if dump_name.match(f)]
+        if dumps:
+            ws.ssh(host, "rm -f -- " + " ".join(shlex.quote(f"{dump_dir}/{f}") for f in dumps))
+            say(f"{name}: removed {len(dumps)} dump(s) of bench tenants")
         backup = hosts_raw.get(name, {}).get("backup")
         if not backup:
             continue
@@ -662,25 +716,32 @@ def remove_traces(ws: Workspace, prefix: str) -> None:
             sftp = (f"-o sftp.command={shlex.quote(f'ssh -i {settings.identity} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={settings.known_hosts} {peer} -s sftp')}")  # noqa: E501
         restic = (f"RESTIC_PASSWORD_FILE={shlex.quote(settings.password_file)} restic "
                   f"-r {shlex.quote(settings.repository)} {sftp}")
-        listed = ws.ssh(host, f"{restic} snapshots --json --host {name}")
+        snapshots = ws.ssh(host, f"{restic} snapshots --no-lock --json --host {name}")
         try:
-            snapshots = json.loads(listed.stdout or "[]") or []
+            found = json.loads(snapshots.stdout or "[]") or []
         except ValueError:
-            snapshots = []
-        ids = [s["id"] for s in snapshots
-               if any(t.startswith(f"tenant={prefix}-") for t in s.get("tags") or [])]
-        if ids:
+            found = []
+        ids = [s["id"] for s in found
+               if any(tenant_tag.match(t) for t in s.get("tags") or [])]
+        if not ids:
+            continue
+        # restic 0.14 cannot wait for a lock: retry while another restic (omni's prune,
+        # another user's backup) holds the repository.
+        for _ in range(40):
             result = ws.ssh(host, f"{restic} forget --prune {' '.join(ids)}")
-            say(f"restic on {name}: forgot {len(ids)} snapshot(s) of this run "
-                f"(exit {result.returncode})")
+            if result.returncode == 0 or "lock" not in result.stderr.lower():
+                break
+            time.sleep(3)
+        say(f"restic on {name}: forgot {len(ids)} snapshot(s) of bench tenants "
+            f"(exit {result.returncode}{': ' + _last_error(result) if result.returncode else ''})")
 
 
 def cleanup(pattern: str) -> None:
-    """Find this bench's tenants on the lab hosts (their state directories), write their
-    tenant files into a scratch inventory and destroy them like a run's teardown does."""
+    """Find the bench's tenants on the lab hosts (their state directories), write their
+    tenant files into a scratch inventory and destroy them like a run's teardown does; then
+    remove their dumps and snapshots (also those of tenants already gone)."""
     ws = Workspace(Path(tempfile.mkdtemp(prefix="omni-bench-cleanup-")))
-    name = re.compile(rf"^(?P<prefix>{pattern})-(?P<kind>[ms])\d{{3}}$")
-    prefixes: set[str] = set()
+    name = re.compile(rf"^(?:{pattern})-(?P<kind>[ms])\d{{3}}$")
     try:
         for host_name, host in ws.hosts.items():
             listed = ws.ssh(host, f"ls -1 {shlex.quote(host.state_dir)}/tenants 2>/dev/null")
@@ -688,7 +749,6 @@ def cleanup(pattern: str) -> None:
                 match = name.match(slug)
                 if not match:
                     continue
-                prefixes.add(match["prefix"])
                 standin = match["kind"] == "s"
                 save_tenant(ws.inventory, Tenant(
                     slug=slug, host=host_name, domains=[f"{slug}.{host_name}.lab.test"],
@@ -696,10 +756,8 @@ def cleanup(pattern: str) -> None:
                     app_kind="plain" if standin else "medusa"))
                 if standin:
                     seed_databases(ws, [(slug, host_name)])
-        fleet = Fleet(ws, "cleanup")
-        fleet.destroy_all()
-        for prefix in sorted(prefixes):
-            remove_traces(ws, prefix)
+        Fleet(ws, "cleanup").destroy_all()
+        remove_traces(ws, pattern)
     finally:
         shutil.rmtree(ws.root, ignore_errors=True)
 
@@ -716,8 +774,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="real Medusa tenants (spread over both hosts; default 4)")
     p.add_argument("--parallel", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--repeats", type=int, default=5, help="omni health-check runs per N")
-    p.add_argument("--ansible-repeats", type=int, default=3,
-                   help="playbook runs per N (default 3)")
+    p.add_argument("--ansible-repeats", type=int, default=2,
+                   help="playbook runs per N up to 100 (default 2)")
+    p.add_argument("--ansible-large-repeats", type=int, default=1,
+                   help="playbook runs per N above 100 (default 1: ~25 min each at 300)")
     p.add_argument("--ansible-max-n", type=int, default=300,
                    help="skip the playbook above this N (default 300)")
     p.add_argument("--heavy-repeats", type=int, default=2,
@@ -752,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                "notes": []}
     venv = None if args.no_ansible else bench_venv()
     ws = Workspace(Path(tempfile.mkdtemp(prefix="omni-bench-fleet-")))
-    logs = SshdLogs(sorted(ws.hosts), ws.client_fingerprint)
+    logs = SshdLogs(ws)
     if not logs.available():
         results["notes"].append("sshd logs not found under the lab dir: connections not counted")
     prefix = "bf" + secrets.token_hex(2)
@@ -765,10 +825,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         say(f"creating {len(real)} real Medusa tenant(s)")
         t0 = time.perf_counter()
         with logs.window() as create_conns:
-            fleet.create(real, real=True)
+            fleet.create(real, real=True, env=create_conns.env)
         results["create_real"] = {
             "tenants": len(fleet.real), "wall": round(time.perf_counter() - t0, 2),
-            "ssh_connections": dict(create_conns),
+            "ssh_connections": create_conns.best(),
+            "ssh_connections_all": create_conns.all,
             "per_tenant": lib.stats([fleet.create_seconds[s] for s in fleet.real]).to_dict()
             if fleet.real else None,
         }
@@ -810,7 +871,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             have = len(fleet.real) + len(fleet.standins)
             if have < n:
                 results["notes"].append(f"N={n}: only {have} tenants could be created")
-            ansible_runs = args.ansible_repeats if n <= args.ansible_max_n else 0
+            ansible_runs = (0 if n > args.ansible_max_n else
+                            args.ansible_repeats if n <= 100 else args.ansible_large_repeats)
             row = health_round(ws, logs, venv, have, args.repeats, ansible_runs)
             row["target_n"] = n
             results["health"].append(row)
@@ -820,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             say(f"--keep: tenants left in {ws.inventory}")
         else:
             fleet.destroy_all()
-            remove_traces(ws, prefix)
+            remove_traces(ws, re.escape(prefix))
             shutil.rmtree(ws.root, ignore_errors=True)
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     write_outputs(results, args.out, venv)

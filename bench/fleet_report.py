@@ -121,6 +121,32 @@ def _health(r: Mapping[str, Any]) -> list[str]:
         "",
         f"![health-check time against N]({PLOT})",
         "",
+        *_check_breakdown(r),
+    ]
+
+
+def _check_breakdown(r: Mapping[str, Any]) -> list[str]:
+    """Where omni's health-check time goes: mean seconds per tenant and per check."""
+    rows = []
+    names: list[str] = []
+    for h in r.get("health") or []:
+        last = h["omni"][-1]
+        means = last.get("check_seconds_mean") or {}
+        if not means:
+            continue
+        names = names or list(means)
+        rows.append([h["n"], last.get("tenant_seconds_mean"),
+                     *[means.get(name) for name in names]])
+    if not rows:
+        return []
+    return [
+        "Where omni's time goes (last run per N): mean seconds per tenant, and per check, "
+        "as omni's own JSON reports them (tenants run in parallel, so the wall time is "
+        "about N x the tenant mean / parallelism):",
+        "",
+        markdown_table(["N", "per tenant s", *[f"{n} s" for n in names]], rows,
+                       [True] * (len(names) + 2)),
+        "",
     ]
 
 
@@ -152,7 +178,8 @@ def _connections(r: Mapping[str, Any]) -> list[str]:
         "",
         f"Target: {TARGETS['ssh']}, whatever the number of tenants. Counted from the lab "
         "sshd logs (omni's client key only: restic's own SFTP connections to the other host "
-        "use another key and are not counted). A range means the runs differed.",
+        "use another key and are not counted; for omni, only the command's own connections, "
+        "matched by source port: see below). A range means the runs differed.",
         "",
         markdown_table(["command", "runs", "connections per host"], rows,
                        [False, True, False]),
@@ -286,8 +313,12 @@ def _method() -> list[str]:
         "### How it is measured, and what it does not show",
         "",
         "- SSH connections are the `Accepted publickey` lines with the lab's client key in "
-        "each lab host's sshd log (LogLevel VERBOSE) during the command. Other users of the "
-        "same lab in that window would add to them: run the bench on an otherwise idle lab.",
+        "each lab host's sshd log (LogLevel VERBOSE) during the command. For omni only the "
+        "command's own: omni runs under `bench/omni_traced.py`, which notes the source port "
+        "of each SSH connection it opens, and only log lines from those ports count (other "
+        "users of the same lab are not counted; `results.json` also keeps every connection "
+        "in the window as `ssh_connections_all`). Ansible's are every connection with the "
+        "client key in the window: run the bench on an otherwise idle lab.",
         "- The Ansible playbook is `bench/ansible/health-check.yml` (ansible-core only): each "
         "tenant is an inventory host whose `ansible_host` is its server; forks = omni's "
         "default parallelism (the sum of the hosts' `concurrency`), SSH pipelining and "

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
@@ -89,12 +89,17 @@ def accepted_connections(log_text: str) -> list[Accepted]:
     return found
 
 
-def count_connections(log_text: str, fingerprint: str | None = None) -> int:
+def count_connections(
+    log_text: str, fingerprint: str | None = None, source_ports: Collection[int] | None = None
+) -> int:
     """SSH connections accepted in ``log_text``; only those authenticated with the key of
-    ``fingerprint`` when given (the lab's client key, so restic's SFTP key is not counted)."""
+    ``fingerprint`` when given (the lab's client key, so restic's SFTP key is not counted),
+    and only those from ``source_ports`` when given (the ports one process connected from:
+    other users of the same lab are then not counted)."""
     return sum(
         1 for a in accepted_connections(log_text)
-        if fingerprint is None or a.fingerprint == fingerprint
+        if (fingerprint is None or a.fingerprint == fingerprint)
+        and (source_ports is None or a.port in source_ports)
     )
 
 

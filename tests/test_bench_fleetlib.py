@@ -82,6 +82,10 @@ def test_sshd_log_accepted_lines_only() -> None:
     assert count_connections(SSHD_LOG, CLIENT_FP) == 2
     assert count_connections(SSHD_LOG, OTHER_FP) == 1
     assert count_connections("", CLIENT_FP) == 0
+    # only this process's connections, by the source ports it connected from
+    assert count_connections(SSHD_LOG, CLIENT_FP, {42104, 50000}) == 1
+    assert count_connections(SSHD_LOG, None, {42104, 50000}) == 2
+    assert count_connections(SSHD_LOG, CLIENT_FP, set()) == 0
 
 
 def test_key_fingerprint_matches_ssh_keygen() -> None:
