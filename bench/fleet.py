@@ -355,8 +355,8 @@ def seed_databases(ws: Workspace, slugs_hosts: Sequence[tuple[str, str]]) -> Non
     unreadable (``omni/tenant/dumps.py: verify_dump``), so an empty database could be
     neither backed up nor destroyed. One psql session per host, as the admin user."""
     by_host: dict[str, list[str]] = {}
-    for slug, host in slugs_hosts:
-        by_host.setdefault(host, []).append(slug)
+    for slug, name in slugs_hosts:
+        by_host.setdefault(name, []).append(slug)
     for host_name, slugs in by_host.items():
         host = ws.hosts[host_name]
         pg = host.postgres

@@ -330,6 +330,15 @@ def _method() -> list[str]:
         "- Everything runs on one machine: client, both hosts, Postgres, Docker and Pebble "
         "share its cores, so parallel work competes with the servers it talks to. Real "
         "servers add network round trips.",
+        "- Stand-in databases hold one small table the bench adds (`bench_standin`): omni's "
+        "dump check refuses a dump with no entries (`omni/tenant/dumps.py: verify_dump`), "
+        "so a tenant with an empty database can be neither backed up nor destroyed.",
+        "- `backup --all` runs over the real Medusa tenants only (the stand-ins' databases "
+        "are nearly empty, so their throughput would say nothing).",
+        "",
+        "Not measured here: tenant create step by step against the irreducible server work, "
+        "and the template-database create path (issue 12, item 1 and its second part: "
+        "another branch); profiles of the targets missed.",
         "",
     ]
 

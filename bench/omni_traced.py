@@ -22,7 +22,7 @@ def _install(trace: str, ssh_ports: frozenset[int]) -> None:
             with open(trace, "a") as out:
                 out.write(f"{self.getsockname()[1]}\n")
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
 
 
 def main() -> None:
