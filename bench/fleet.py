@@ -77,7 +77,7 @@ MEMORY_FLOOR_PER_TENANT = 16 * lib.MiB
 
 
 def say(message: str) -> None:
-    print(f"bench-fleet: {message}", file=sys.stderr, flush=True)
+    print(f"bench-fleet {datetime.now(UTC):%H:%M:%S}: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- running things
