@@ -155,6 +155,7 @@ def machine_facts() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_total / lib.GiB, 1),
         "memory_available_gib_at_start": round(mem_available() / lib.GiB, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "kernel": platform.release(),
         "python": platform.python_version(),
         "commit": commit,
@@ -885,6 +886,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             remove_traces(ws, re.escape(prefix))
             shutil.rmtree(ws.root, ignore_errors=True)
     results["bench_seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_outputs(results, args.out, venv)
 
 

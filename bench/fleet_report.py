@@ -52,7 +52,8 @@ def render_results(r: Mapping[str, Any]) -> str:
         "",
         f"**{r['label']}** on {m['date']}: {m['cores']} cores ({m['cpu']}), "
         f"{m['memory_gib']} GiB RAM ({m['memory_available_gib_at_start']} GiB available at "
-        f"start), Linux {m['kernel']}, Python {m['python']}, commit `{m['commit']}`; the "
+        f"start), Linux {m['kernel']}, Python {m['python']}, commit `{m['commit']}`"
+        f"{_load(m)}; the "
         f"whole run took {r.get('bench_seconds', '?')} s. Against the lab: two hosts (dev, "
         "netcup) on loopback of this one machine, each with its own sshd, Postgres 15, "
         "nginx and Docker engine, plus Pebble as the ACME server. Seconds are wall-clock "
@@ -76,6 +77,14 @@ def render_results(r: Mapping[str, Any]) -> str:
         out.append("")
     out += _method()
     return "\n".join(out).rstrip() + "\n"
+
+
+def _load(m: Mapping[str, Any]) -> str:
+    """The load average (1, 5, 15 min) at start and end: other work on the machine."""
+    parts = [f"{when} {' / '.join(str(x) for x in m[key])}"
+             for when, key in (("start", "load_average_at_start"),
+                               ("end", "load_average_at_end")) if m.get(key)]
+    return f"; load average at {', at '.join(parts)}" if parts else ""
 
 
 def _args(r: Mapping[str, Any]) -> str:
