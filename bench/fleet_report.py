@@ -365,8 +365,10 @@ def render_readme_summary(r: Mapping[str, Any]) -> str:
                      (startup.get("ansible --version") or {}).get("median"), "-"])
     for command, runs in (r.get("rolls") or {}).items():
         for run in runs:
+            serial = (f"; {run['ratio_from_serial']}x of the serial-times ideal"
+                      if run.get("ratio_from_serial") else "")
             rows.append([f"{command} --parallel {run['parallel']} ({run['tenants']} Medusa)",
-                         run["wall"], None, f"{run['ratio']}x of ideal"])
+                         run["wall"], None, f"{run['ratio']}x of ideal{serial}"])
     label = r["label"]
     return "\n".join([
         f"Fleet benchmarks ({label}, {r['machine']['date'][:10]}; details in "
