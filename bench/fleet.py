@@ -485,8 +485,13 @@ def backups(ws: Workspace, logs: SshdLogs, fleet: Fleet, repeats: int) -> dict[s
             result = run(ws.omni("backup", "--all"), env=conns.env, timeout=3600)
         rows = result.envelope().get("data", {}).get("tenants", [])
         total = sum(int(r.get("bytes") or 0) for r in rows)
+        statuses: dict[str, int] = {}
+        for row in rows:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         omni_runs.append({"wall": round(result.seconds, 2), "bytes": total,
                           "tenants": len(rows), "exit": result.returncode,
+                          "statuses": statuses,
+                          "errors": [] if result.returncode == 0 else [_last_error(result)],
                           "ssh_connections": conns.best(),
                           "ssh_connections_all": conns.all})
         if result.returncode != 0:
@@ -494,10 +499,15 @@ def backups(ws: Workspace, logs: SshdLogs, fleet: Fleet, repeats: int) -> dict[s
     by_hand: list[dict[str, Any]] = []
     for _ in range(repeats):
         seconds = 0.0
+        errors = []
         for slug in fleet.real:
             host = ws.hosts[tenants[slug].host]
-            seconds += by_hand_backup(ws, host, slug).seconds
-        by_hand.append({"wall": round(seconds, 2), "tenants": len(fleet.real)})
+            done = by_hand_backup(ws, host, slug)
+            seconds += done.seconds
+            if done.returncode != 0:
+                errors.append(f"{slug}: {_last_error(done)}")
+        by_hand.append({"wall": round(seconds, 2), "tenants": len(fleet.real),
+                        "errors": errors})
     out = {
         "tenants": len(fleet.real),
         "omni": omni_runs,

@@ -69,7 +69,7 @@ def render_results(r: Mapping[str, Any]) -> str:
     out += _rolls(r)
     out += _backup(r)
     notes = list(r.get("notes") or [])
-    failures = list(r.get("failures") or [])
+    failures = list(r.get("failures") or []) + _errors(r)
     if notes or failures:
         out += ["### Notes from this run", ""]
         out += [f"- {n}" for n in notes]
@@ -296,11 +296,17 @@ def _backup(r: Mapping[str, Any]) -> list[str]:
     o, h = b["omni_wall"], b["by_hand_wall"]
     total = max((run["bytes"] for run in b["omni"]), default=0)
     rate = f"{total / 1024 / o['median']:.0f} KiB/s" if o["median"] else "-"
+    omni_ok = ", ".join(
+        f"exit {run['exit']}" + (f" ({_counts(run['statuses'])})" if run.get("statuses") else "")
+        for run in b["omni"])
+    hand_failed = sum(len(run.get("errors") or []) for run in b["by_hand"])
     rows = [
         [f"`omni backup --all` ({b['tenants']} tenants)", o["runs"],
-         f"{o['min']:.2f} / {o['median']:.2f} / {o['max']:.2f}", rate, _conns(b["omni"])],
-        [f"`pg_dump -Fc \\| restic backup --stdin` by hand, x {b['tenants']}", h["runs"],
-         f"{h['min']:.2f} / {h['median']:.2f} / {h['max']:.2f}", "-", "one per tenant"],
+         f"{o['min']:.2f} / {o['median']:.2f} / {o['max']:.2f}", rate, _conns(b["omni"]),
+         omni_ok],
+        [f"`pg_dump -Fc | restic backup --stdin` by hand, x {b['tenants']}", h["runs"],
+         f"{h['min']:.2f} / {h['median']:.2f} / {h['max']:.2f}", "-", "one per tenant",
+         f"{hand_failed} failed" if hand_failed else "all ok"],
     ]
     return [
         "### backup --all against pg_dump | restic by hand",
@@ -312,9 +318,25 @@ def _backup(r: Mapping[str, Any]) -> list[str]:
         "--prune`), and runs tenants in parallel within each host's concurrency.",
         "",
         markdown_table(["what", "runs", "wall s min/med/max", "dump bytes / s",
-                        "SSH conns"], rows, [False, True, False, True, False]),
+                        "SSH conns", "results"], rows,
+                       [False, True, False, True, False, False]),
         "",
     ]
+
+
+def _counts(statuses: Mapping[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+
+
+def _errors(r: Mapping[str, Any]) -> list[str]:
+    """Every error a measured command reported, for the notes."""
+    found = []
+    b = r.get("backup") or {}
+    for run in b.get("omni") or []:
+        found += [f"`omni backup --all`: {e}" for e in run.get("errors") or []]
+    for run in b.get("by_hand") or []:
+        found += [f"by-hand backup: {e}" for e in run.get("errors") or []]
+    return found
 
 
 def _method() -> list[str]:
