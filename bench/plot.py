@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -44,8 +45,9 @@ def main() -> None:
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_title(f"health-check of N tenants ({results.get('label', '')}, "
-                 f"{results['machine']['date'][:10]})", fontsize=10)
+    ax.set_title(textwrap.fill(f"health-check of N tenants: {results.get('label', '')}, "
+                               f"{results['machine']['date'][:10]}", 80), fontsize=9)
+    ax.margins(x=0.12, y=0.15)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
