@@ -888,8 +888,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             row = health_round(ws, logs, venv, have, args.repeats, ansible_runs)
             row["target_n"] = n
             results["health"].append(row)
-        results["failures"] = fleet.failures
+    except Exception as exc:  # still tear down and write what was measured
+        results["notes"].append(f"the run stopped early: {type(exc).__name__}: {exc}")
+        say(f"stopped early: {type(exc).__name__}: {exc}")
+        stopped = True
+    else:
+        stopped = False
     finally:
+        results["failures"] = fleet.failures
         if args.keep:
             say(f"--keep: tenants left in {ws.inventory}")
         else:
@@ -899,6 +905,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_outputs(results, args.out, venv)
+    if stopped:
+        raise SystemExit(1)
 
 
 # ---------------------------------------------------------------- output
