@@ -147,3 +147,41 @@ def test_markdown_table() -> None:
     assert markdown_table(["n", "s"], [[10, 1.234], ["a|b", None]], [True, True]) == (
         "| n | s |\n|---:|---:|\n| 10 | 1.23 |\n| a\\|b | - |"
     )
+
+
+def test_report_renders_every_section_from_results() -> None:
+    from bench.fleet_report import render_readme_summary, render_results
+
+    stat = {"runs": 2, "min": 1.0, "median": 1.5, "max": 2.0}
+    conns = {"dev": 1, "netcup": 1}
+    results = {
+        "label": "unit", "args": {"sizes": [10], "real": 2},
+        "machine": {"date": "2026-12-02T00:00:00Z", "cores": 2, "cpu": "cpu",
+                    "memory_gib": 24, "memory_available_gib_at_start": 20, "kernel": "k",
+                    "python": "3.11", "commit": "abc", "load_average_at_start": [1, 2, 3]},
+        "startup": {"omni --help": stat, "ansible --version": stat},
+        "health": [{"n": 10, "real": 2, "standin": 8, "omni_wall": stat, "ansible_wall": stat,
+                    "speedup": 1.0, "omni_max_rss_mib": 88.0, "ansible_forks": 8,
+                    "omni": [{"summary": {"ok": 10}, "ssh_connections": conns,
+                              "check_seconds_mean": {"app": 0.3}, "tenant_seconds_mean": 0.4}],
+                    "ansible": [{"ssh_connections": {"dev": 4, "netcup": 5},
+                                 "recap": {"hosts": 10, "hosts_failed": 1}}]}],
+        "rolls": {"deploy": [{"parallel": 2, "wall": 10.0, "ideal": 9.0, "ratio": 1.11,
+                              "sum_tenant_seconds": 18.0, "tenants": 2, "statuses": {"ok": 2},
+                              "ssh_connections": conns, "ideal_from_serial": 5.0,
+                              "ratio_from_serial": 2.0, "image": "img:v2"}]},
+        "backup": {"tenants": 2, "omni_wall": stat, "by_hand_wall": stat,
+                   "omni": [{"bytes": 2048, "ssh_connections": conns, "exit": 3,
+                             "statuses": {"ok": 1, "failed": 1}, "errors": ["boom"]}],
+                   "by_hand": [{"errors": []}]},
+        "notes": ["a note"],
+    }
+    text = render_results(results)
+    for expected in ("| 10 | 2 + 8 |", "9/10 tenants pass", "dev 4, netcup 5",
+                     "| `deploy` -> img:v2 | 2 | 2 | 10.00 |", "2.0x", "exit 3 (1 failed, 1 ok)",
+                     "failure: `omni backup --all`: boom", "- a note", "load average at start",
+                     "| 10 | 0.40 | 0.30 |"):
+        assert expected in text, expected
+    summary = render_readme_summary(results)
+    assert "health-check, N=10 (8 stand-ins) | 1.50 | 1.50 | dev 1, netcup 1" in summary
+    assert "1.11x of ideal; 2.0x of the serial-times ideal" in summary
