@@ -23,6 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.fleetlib import replace_section  # noqa: E402
+
 LAB_INVENTORY = Path(os.environ.get("OMNI_LAB_INVENTORY") or REPO / ".lab" / "inventory")
 OMNI = [sys.executable, "-m", "omni.cli"]
 
@@ -158,7 +162,7 @@ def main() -> None:
 def write_results(results: Sequence[Measurement]) -> None:
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
     lines = [
-        "# Benchmark results",
+        "## Single commands (`bench/run.py`)",
         "",
         f"`make bench` on {datetime.now(UTC):%Y-%m-%d} ({machine}), against the lab "
         "(two hosts on loopback, real sshd/Postgres/Docker/nginx/Pebble). Wall-clock seconds "
@@ -171,7 +175,12 @@ def write_results(results: Sequence[Measurement]) -> None:
         f"| {m.name} | {m.runs} | {m.median:.2f} | {m.fastest:.2f} | {m.slowest:.2f} | {m.note} |"
         for m in results
     ]
-    (REPO / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    # bench/fleet.py writes its own section of the same file.
+    path = REPO / "bench" / "RESULTS.md"
+    text = path.read_text() if path.is_file() else "# Benchmark results\n"
+    if "<!-- commands:start -->" not in text and text.startswith("# Benchmark results\n\n`"):
+        text = "# Benchmark results\n"  # the old single-section layout: replaced whole
+    path.write_text(replace_section(text, "commands", "\n".join(lines)))
     print("\n".join(lines))
 
 

@@ -260,3 +260,19 @@ def test_choose_ports_refuses_a_port_owned_by_another_tenant() -> None:
     registry = {"x": {"app_port": 9000, "redis_port": 1}}
     with pytest.raises(InvalidInput, match="app_port: port 9000 on host dev belongs to tenant 'x'"):
         _choose({"app_port": 9000, "redis_port": 6499}, registry, set())
+
+
+def test_plain_app_has_no_migrations_and_no_onboarding() -> None:
+    from omni.tenant.resources import migrations_resource, tenant_resources
+    from tests.factories import make_spec
+
+    medusa_keys = [r.key for r in tenant_resources(make_spec())]
+    plain = make_spec(app_kind="plain")
+    plain_keys = [r.key for r in tenant_resources(plain)]
+    assert "medusa.publishable_key" in medusa_keys
+    assert plain_keys == [k for k in medusa_keys if k not in
+                          ("medusa.admin", "medusa.publishable_key")]
+    (step,) = migrations_resource(plain).plan(MigrationState("sha256:new", None))
+    assert step.verb is Verb.NOOP
+    (step,) = migrations_resource(make_spec()).plan(MigrationState("sha256:new", None))
+    assert step.verb is Verb.RUN

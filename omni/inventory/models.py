@@ -250,6 +250,12 @@ class Tenant(_Model):
     standby_app_port: Port | None = None
     redis_port: Port | None = None
     migrate_command: list[str] = Field(default_factory=lambda: ["medusa", "db:migrate"])
+    # What the image is. "medusa": its migrations run (create, migrate-all, deploy) and the
+    # shop is onboarded (admin user, publishable key). "plain": any HTTP app that serves
+    # ``health.path`` on $HOST:$PORT (e.g. the lab's benchmark stand-in): omni runs no
+    # migrations and no onboarding; everything else (database, Redis, vhost, certificate,
+    # health) is the same.
+    app_kind: Literal["medusa", "plain"] = "medusa"
     # The shop owner's Medusa admin login; create invites them (see omni.resources.admin_user).
     admin_email: Email | None = None
     env: dict[Annotated[str, AfterValidator(v.check_env_key_not_reserved)],

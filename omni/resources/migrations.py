@@ -46,6 +46,8 @@ class Migrations:
         )
 
     def plan(self, current: MigrationState) -> list[Step]:
+        if not self.command:
+            return [noop(self.key, f"no migrations: no migrate command for {self.image}")]
         if current.image_id is None:
             raise StepFailed(f"{self.key}: image {self.image} is not present on the host")
         if current.migrated_image_id == current.image_id:
@@ -68,6 +70,8 @@ class Migrations:
     def apply(self, session: HostSession, step: Step) -> None:
         from omni.hosts.docker import ContainerSpec
 
+        if not self.command:  # a plain app (``--force`` still plans nothing to run)
+            return
         docker = session.docker()
         image_id = docker.image_id(self.image)
         if image_id is None:

@@ -55,11 +55,13 @@ def _limits(spec: TenantSpec, memory_mb: int) -> RuntimeLimits:
 
 
 def migrations_resource(spec: TenantSpec) -> Migrations:
-    """Medusa's migrations for the tenant's image, in a one-off container."""
+    """Medusa's migrations for the tenant's image, in a one-off container (none for a
+    ``plain`` app: its plan is always a no-op)."""
+    medusa = spec.tenant.app_kind == "medusa"
     return Migrations(
         container_name=spec.migrate_container,
         image=spec.tenant.image,
-        command=tuple(spec.tenant.migrate_command),
+        command=tuple(spec.tenant.migrate_command) if medusa else (),
         env=medusa_env(spec),
         labels=spec.labels("migrate"),
         network_mode=network_mode(spec),
@@ -114,7 +116,8 @@ def app_container(spec: TenantSpec) -> TenantContainer:
 
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
     """Secrets, role, database, files, the network gateways, Redis, migrations, app,
-    certificate, vhost, admin user, publishable key: in apply order."""
+    certificate, vhost, admin user, publishable key: in apply order (a ``plain`` app has
+    no admin user or key)."""
     from omni.resources.certificate import Certificate
     from omni.resources.vhost import Vhost
     from omni.tenant.onboarding import onboarding_resources
@@ -170,5 +173,5 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
         Certificate(spec),
         Vhost(spec),
         # Admin user and publishable key: last, so a failure there leaves the shop served.
-        *onboarding_resources(spec),
+        *(onboarding_resources(spec) if spec.tenant.app_kind == "medusa" else []),
     ]

@@ -89,6 +89,8 @@ def _migrate_all(
         spec = existing_spec(session, inventory.host(tenant.host), tenant, clock())
         migrations = migrations_resource(spec)
         step = migrations.plan(migrations.observe(session))[0]
+        if not migrations.command:  # a plain app: nothing to migrate, even with --force
+            return Outcome("skipped", step.summary)
         if not step.changing and not request.force:
             return Outcome("skipped", f"migrations already recorded for {tenant.image}")
         if request.dry_run:
