@@ -57,6 +57,7 @@ from bench import fleetlib as lib  # noqa: E402
 from omni.inventory.loader import load_inventory, save_tenant  # noqa: E402
 from omni.inventory.models import Host, Tenant  # noqa: E402
 from omni.tenant.environment import masked_secrets  # noqa: E402
+from omni.tenant.network import redis_socket  # noqa: E402
 from omni.tenant.spec import TenantSpec  # noqa: E402
 
 LAB_DIR = Path(os.environ.get("OMNI_LAB_DIR") or REPO / ".lab")
@@ -588,6 +589,9 @@ def ansible_inventory(ws: Workspace, tenants: dict[str, Tenant],
             "secrets_path": spec.secrets_path,
             "bind_address": spec.bind_address,
             "redis_port": spec.redis_port,
+            # Redis lives in the tenant's own network namespace: reached through its
+            # gateway's socket, as omni does (see omni.tenant.network).
+            "redis_socket": redis_socket(spec),
             "app_port": spec.app_port,
             "pg_host": host.postgres.host,
             "pg_port": host.postgres.port,
