@@ -13,6 +13,7 @@ from omni.resources.containers import TenantContainer
 from omni.resources.files import ManagedFile
 from omni.resources.migrations import Migrations
 from omni.resources.postgres import MaintenanceClosed, TenantDatabase, TenantRole
+from omni.resources.templates import TemplatedDatabase, TemplateRecipe
 from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
 from omni.tenant.spec import TenantSpec
 
@@ -44,6 +45,13 @@ def _limits(spec: TenantSpec, memory_mb: int) -> RuntimeLimits:
                          limits.log_max_files)
 
 
+def template_recipe(spec: TenantSpec) -> TemplateRecipe | None:
+    """What the tenant's template database holds; None when its host keeps none."""
+    if not spec.host.postgres.template_databases:
+        return None
+    return TemplateRecipe(tuple(spec.tenant.migrate_command), dict(spec.tenant.env))
+
+
 def migrations_resource(spec: TenantSpec) -> Migrations:
     """Medusa's migrations for the tenant's image, in a one-off container."""
     return Migrations(
@@ -54,12 +62,27 @@ def migrations_resource(spec: TenantSpec) -> Migrations:
         labels=spec.labels("migrate"),
         marker_path=spec.migrated_marker_path,
         redact=spec.redactor().text,
+        database=spec.db_name,
+        template=template_recipe(spec),
     )
 
 
+def database_resource(spec: TenantSpec, migrations: Migrations) -> Resource[Any]:
+    """The tenant's database: copied from its image's template database (built with
+    ``migrations``' container) where the host keeps them, else created empty."""
+    recipe = template_recipe(spec)
+    if recipe is None:
+        return TenantDatabase(database=spec.db_name, owner=spec.role_name)
+    return TemplatedDatabase(database=spec.db_name, owner=spec.role_name,
+                             image=spec.tenant.image, recipe=recipe, build=migrations,
+                             marker_path=spec.migrated_marker_path)
+
+
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
-    """Secrets, role, database, files, Redis, migrations, app, certificate, vhost, admin
-    user, publishable key: in apply order."""
+    """Secrets, role, files, Redis, database, migrations, app, certificate, vhost, admin
+    user, publishable key: in apply order. The database comes just before the migrations:
+    building a template database runs the tenant's migrations container, which needs
+    the tenant's Redis."""
     from omni.resources.certificate import Certificate
     from omni.resources.vhost import Vhost
     from omni.tenant.onboarding import onboarding_resources
@@ -69,11 +92,11 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
     env = medusa_env(spec)
     env_file = render_env_file(spec)
     redis_conf = render_redis_conf(spec)
+    migrations = migrations_resource(spec)
     return [
         # Keeps the admin invite/password fields medusa.admin writes (see SecretsFile).
         SecretsFile(path=spec.secrets_path, secrets=spec.secrets),
         TenantRole(role=spec.role_name, password=spec.secrets.db_password),
-        TenantDatabase(database=spec.db_name, owner=spec.role_name),
         MaintenanceClosed(),
         ManagedFile(
             key="medusa.env",
@@ -106,7 +129,8 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             ready_on=(spec.bind_address, spec.redis_port),
             limits=_limits(spec, spec.host.limits.redis_memory_mb),
         ),
-        migrations_resource(spec),
+        database_resource(spec, migrations),
+        migrations,
         TenantContainer(
             key="medusa.app",
             name=spec.app_container,
