@@ -274,3 +274,43 @@ def test_rerun_is_all_noops_and_next_tenant_is_copied_without_a_build(
     assert steps["postgres.database"]["summary"].startswith("create database ")
     assert f"from template {pair.template}," in steps["postgres.database"]["summary"]
     assert steps["medusa.migrations"]["verb"] == "noop"
+
+
+def test_two_concurrent_creates_of_a_new_image_build_its_template_once(
+    inventories: tuple[Path, Path], dev_host: Host, session: Callable[[Host], Any]
+) -> None:
+    from psycopg import sql
+
+    templated_inventory, _ = inventories
+    image = "omni-lab/medusa:v2"
+    s = session(dev_host)
+    image_id = s.docker().image_id(image)
+    assert image_id is not None
+    pattern = f"omni\\_tpl\\_{image_id.removeprefix('sha256:')[:12]}\\_%"
+    with s.postgres() as conn:  # start from a host with no template of this image
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                    (pattern,)).fetchall():
+            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(
+                sql.Identifier(str(name))))
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(str(name))))
+    slugs = [tl.unique_slug("tpl-c"), tl.unique_slug("tpl-c")]
+    procs = [tl.start_omni(templated_inventory, "--json", "tenant", "create", slug, "--host",
+                           dev_host.name, "--domain", _domain(slug, dev_host), "--image", image)
+             for slug in slugs]
+    finished = [(proc, *proc.communicate(timeout=900)) for proc in procs]
+    for proc, _out, err in finished:
+        assert proc.returncode == 0, err
+    # Both normally plan a build (neither sees a template yet); the one that waited for the
+    # lock finds it built and only copies it: a second build would fail on the name.
+    summaries = [{step["resource"]: step for step in tl.Run([], 0, out, "").envelope()["steps"]}
+                 ["postgres.database"]["summary"] for _proc, out, _err in finished]
+    assert any(summary.startswith("build template database ") for summary in summaries)
+    with s.postgres() as conn:
+        templates = conn.execute(
+            "SELECT datname, datistemplate FROM pg_database WHERE datname LIKE %s",
+            (pattern,)).fetchall()
+    assert len(templates) == 1 and templates[0][1] is True, templates
+    for slug in slugs:
+        raw = s.transport.read_file(f"{dev_host.state_dir}/tenants/{slug}/migrated-image")
+        assert raw is not None
+        assert raw.decode().splitlines() == [image_id, f"from-template {templates[0][0]}"]
