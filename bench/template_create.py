@@ -50,12 +50,12 @@ def _inventory(root: Path, template_databases: bool) -> Path:
     return inventory
 
 
-def _omni(inventory: Path, *args: str) -> tuple[float, str]:
+def _omni(inventory: Path, *args: str, check: bool = True) -> tuple[float, str]:
     started = time.perf_counter()
     proc = subprocess.run([*OMNI, "--inventory", str(inventory), *args], capture_output=True,
                           text=True, check=False, cwd=REPO, env={**os.environ, "NO_COLOR": "1"})
     elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise SystemExit(f"bench: omni {' '.join(args)} failed ({proc.returncode}): "
                          f"{proc.stderr[-2000:]}")
     return elapsed, proc.stderr
@@ -63,11 +63,13 @@ def _omni(inventory: Path, *args: str) -> tuple[float, str]:
 
 def _create(inventory: Path, image: str) -> dict[str, float]:
     slug = f"tplbench-{secrets.token_hex(3)}"
-    wall, progress = _omni(inventory, "tenant", "create", slug, "--host", "dev", "--domain",
-                           f"{slug}.dev.lab.test", "--image", image)
+    try:
+        wall, progress = _omni(inventory, "tenant", "create", slug, "--host", "dev",
+                               "--domain", f"{slug}.dev.lab.test", "--image", image)
+    finally:  # also after a failed create: leave nothing behind
+        _omni(inventory, "tenant", "destroy", slug, "--yes", check=False)
     steps = {m.group(1): float(m.group(2))
              for m in map(_STEP.match, progress.splitlines()) if m}
-    _omni(inventory, "tenant", "destroy", slug, "--yes")
     return {"wall": wall, "database": steps.get("postgres.database", 0.0),
             "migrations": steps.get("medusa.migrations", 0.0)}
 
