@@ -3,7 +3,8 @@
 Creates (then destroys) ``--runs`` new tenants of ``--image`` on host dev on each path:
 **migrating** (``postgres.template_databases: false``: Medusa's migrations run on an empty
 database) and **template** (the database is copied from the image's template database, built
-beforehand by one warm-up create that is reported on its own), the two paths interleaved
+beforehand by one warm-up create, reported on its own: the bench first drops the image's
+templates on dev, so that create is a first create of the image there), the two paths interleaved
 so both see the same load. Reports wall time of the
 whole CLI process and the database and migrations steps' own times (from the CLI's
 progress lines), min / median / max, plus the bare server-side ``CREATE DATABASE ...
@@ -74,6 +75,30 @@ def _create(inventory: Path, image: str) -> dict[str, float]:
             "migrations": steps.get("medusa.migrations", 0.0)}
 
 
+def _drop_templates(image: str) -> int:
+    """Drop the lab host dev's template databases of ``image`` (so the warm-up create
+    measures a first create of the image there, build included); how many were dropped."""
+    from psycopg import sql
+
+    from omni.hosts.session import HostSession
+    from omni.inventory.models import HostsFile
+
+    hosts = HostsFile.model_validate(yaml.safe_load((LAB_INVENTORY / "hosts.yaml").read_text()))
+    with HostSession(hosts.hosts["dev"]) as session:
+        image_id = session.docker().image_id(image)
+        if image_id is None:
+            raise SystemExit(f"bench: image {image} is not on host dev")
+        pattern = f"omni\\_tpl\\_{image_id.removeprefix('sha256:')[:12]}\\_%"
+        with session.postgres() as conn:
+            names = [str(row[0]) for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)).fetchall()]
+            for name in names:
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(
+                    sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+    return len(names)
+
+
 def _clone_times(runs: int) -> dict[str, list[float]]:
     """Server-side ``CREATE DATABASE ... TEMPLATE`` of the newest template, per strategy."""
     from psycopg import sql
@@ -114,7 +139,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="omni-tplbench-"))
     try:
         migrating, template = _inventory(root, False), _inventory(root, True)
-        warm = _create(template, args.image)  # builds the template if the host has none yet
+        _drop_templates(args.image)
+        warm = _create(template, args.image)  # the first create of the image: builds it
         results: dict[str, list[dict[str, float]]] = {"migrating": [], "template": []}
         load = [os.getloadavg()[0]]
         for _ in range(args.runs):  # interleaved: both paths see the same machine load
