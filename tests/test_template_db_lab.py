@@ -276,6 +276,47 @@ def test_rerun_is_all_noops_and_next_tenant_is_copied_without_a_build(
     assert steps["medusa.migrations"]["verb"] == "noop"
 
 
+def test_a_create_killed_before_the_hand_over_is_finished_by_the_next(
+    pair: Pair, dev_host: Host, session: Callable[[Host], Any]
+) -> None:
+    """What a run killed between the copy and ``REASSIGN OWNED`` leaves (objects still
+    owned by the template role), plus what a build that died leaves (an unmarked template
+    owned by that role, which REASSIGN OWNED would otherwise give away): the next create
+    hands the objects over and drops the dead build."""
+    from psycopg import sql
+
+    s = session(dev_host)
+    database = _db(pair.templated)
+    dead = "omni_tpl_000000000000_deadbeef"
+    with s.postgres(database) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+            sql.Identifier("lab_note"), sql.Identifier(TEMPLATE_ROLE)))
+    with s.postgres() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ALLOW_CONNECTIONS false").format(
+            sql.Identifier(dead), sql.Identifier(TEMPLATE_ROLE)))
+    dry = tl.omni(pair.templated_inventory, "--json", "tenant", "create", pair.templated,
+                  "--dry-run")
+    assert dry.code == 0, dry.stderr
+    step = {st["resource"]: st for st in dry.envelope()["steps"]}["postgres.database"]
+    assert step["verb"] == "update"
+    assert step["changes"][-1]["before"].startswith(f"1 owned by {TEMPLATE_ROLE}")
+    run = tl.omni(pair.templated_inventory, "--json", "tenant", "create", pair.templated)
+    assert run.code == 0, run.stderr
+    with s.postgres(database) as conn:
+        owner = conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class "
+                             "WHERE relname = 'lab_note'").fetchone()
+    with s.postgres() as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname = %s",
+                            (dead,)).fetchall()
+        template_owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                      "WHERE datname = %s", (pair.template,)).fetchone()
+    assert owner == (database,)
+    assert left == []
+    assert template_owner == (dev_host.postgres.admin_user,)
+    again = tl.omni(pair.templated_inventory, "--json", "tenant", "create", pair.templated)
+    assert again.code == 0 and again.envelope()["changed"] is False, again.stderr
+
+
 def test_two_concurrent_creates_of_a_new_image_build_its_template_once(
     inventories: tuple[Path, Path], dev_host: Host, session: Callable[[Host], Any]
 ) -> None:

@@ -212,6 +212,7 @@ class TemplatedDatabase:
             self._plain.apply(session, step)
             if step.detail.get("reassign"):
                 with _templates_lock(session, f"hand {self.database} its objects"):
+                    _drop_dead_builds(session)
                     _hand_over(session, self.database, self.owner)
             return
         from omni.resources.postgres import database_exists
@@ -312,10 +313,15 @@ def _drop(conn: SharedConnection, name: str) -> None:
 
 def _drop_dead_builds(session: HostSession) -> None:
     """Drop every unmarked ``omni_tpl_*`` database (a build that died), unless its build
-    container is still running (then ``StepFailed``): afterwards ``omni_template`` owns
-    no database."""
+    container is still running (then ``StepFailed``), and take LOGIN back from
+    ``omni_template`` if such a build left it: afterwards that role owns no database and
+    cannot log in."""
     docker = session.docker()
     with session.postgres() as conn:
+        login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                             (TEMPLATE_ROLE,)).fetchone()
+        if login is not None and login[0]:
+            _lock_role(conn)
         for name, ready in _template_databases(conn):
             if ready:
                 continue
