@@ -81,6 +81,9 @@ class PostgresSettings(_Model):
     # What tenants' DATABASE_URL asks for. Tenants reach Postgres on their own host, so
     # TLS is off by default (Medusa otherwise forces TLS for any non-127.0.0.1 address).
     sslmode: Literal["disable", "require", "verify-full"] = "disable"
+    # A new tenant's database is copied from a migrated template database of its image
+    # (built once per image on the host); false: migrate every new database instead.
+    template_databases: bool = True
 
 
 class DockerSettings(_Model):

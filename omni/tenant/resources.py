@@ -13,6 +13,7 @@ from omni.resources.containers import TenantContainer
 from omni.resources.files import ManagedFile, PrivateDirectory
 from omni.resources.migrations import Migrations
 from omni.resources.postgres import MaintenanceClosed, TenantDatabase, TenantRole
+from omni.resources.templates import TemplatedDatabase, TemplateRecipe
 from omni.tenant.environment import REDIS_MAXMEMORY, masked_secrets, medusa_env
 from omni.tenant.network import (
     NET_DIR_IN_CONTAINER,
@@ -54,6 +55,13 @@ def _limits(spec: TenantSpec, memory_mb: int) -> RuntimeLimits:
                          limits.log_max_files)
 
 
+def template_recipe(spec: TenantSpec) -> TemplateRecipe | None:
+    """What the tenant's template database holds; None when its host keeps none."""
+    if not spec.host.postgres.template_databases or spec.tenant.app_kind != "medusa":
+        return None
+    return TemplateRecipe(tuple(spec.tenant.migrate_command), dict(spec.tenant.env))
+
+
 def migrations_resource(spec: TenantSpec) -> Migrations:
     """Medusa's migrations for the tenant's image, in a one-off container (none for a
     ``plain`` app: its plan is always a no-op)."""
@@ -67,6 +75,8 @@ def migrations_resource(spec: TenantSpec) -> Migrations:
         network_mode=network_mode(spec),
         marker_path=spec.migrated_marker_path,
         redact=spec.redactor().text,
+        database=spec.db_name,
+        template=template_recipe(spec),
     )
 
 
@@ -114,10 +124,23 @@ def app_container(spec: TenantSpec) -> TenantContainer:
     )
 
 
+def database_resource(spec: TenantSpec, migrations: Migrations) -> Resource[Any]:
+    """The tenant's database: copied from its image's template database (built with
+    ``migrations``' container) where the host keeps them, else created empty."""
+    recipe = template_recipe(spec)
+    if recipe is None:
+        return TenantDatabase(database=spec.db_name, owner=spec.role_name)
+    return TemplatedDatabase(database=spec.db_name, owner=spec.role_name,
+                             image=spec.tenant.image, recipe=recipe, build=migrations,
+                             marker_path=spec.migrated_marker_path)
+
+
 def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
-    """Secrets, role, database, files, the network gateways, Redis, migrations, app,
+    """Secrets, role, files, the network gateways, Redis, database, migrations, app,
     certificate, vhost, admin user, publishable key: in apply order (a ``plain`` app has
-    no admin user or key)."""
+    no admin user or key). The database comes just before the migrations: building a
+    template database runs the tenant's migrations container, which needs the tenant's
+    Redis and its gateway's way to Postgres."""
     from omni.resources.certificate import Certificate
     from omni.resources.vhost import Vhost
     from omni.tenant.onboarding import onboarding_resources
@@ -127,11 +150,11 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
     gateway, publish = gateway_resources(spec)
     env_file = render_env_file(spec)
     redis_conf = render_redis_conf(spec)
+    migrations = migrations_resource(spec)
     return [
         # Keeps the admin invite/password fields medusa.admin writes (see SecretsFile).
         SecretsFile(path=spec.secrets_path, secrets=spec.secrets),
         TenantRole(role=spec.role_name, password=spec.secrets.db_password),
-        TenantDatabase(database=spec.db_name, owner=spec.role_name),
         MaintenanceClosed(),
         ManagedFile(
             key="medusa.env",
@@ -168,7 +191,8 @@ def tenant_resources(spec: TenantSpec) -> list[Resource[Any]]:
             limits=_limits(spec, spec.host.limits.redis_memory_mb),
             joins=gateway,
         ),
-        migrations_resource(spec),
+        database_resource(spec, migrations),
+        migrations,
         app_container(spec),
         Certificate(spec),
         Vhost(spec),
