@@ -8,7 +8,6 @@ here; it is returned to the caller and never logged or put in an exception.
 
 from __future__ import annotations
 
-import datetime
 import posixpath
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +24,7 @@ from josepy.errors import DeserializationError
 from josepy.jwa import ES256, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
+from omni.acme.polling import Poller, finalize, poll_authorizations
 from omni.acme.webroot import Webroot
 from omni.errors import StepFailed
 from omni.inventory.models import AcmeSettings
@@ -143,12 +143,13 @@ def _order_once(
             answers.append((challb, response))
         for challb, response in answers:
             client.answer_challenge(challb, response)
-        deadline = datetime.datetime.now() + datetime.timedelta(seconds=deadline_seconds)
-        finalized = client.poll_and_finalize(orderr, deadline=deadline)
+        poller = Poller(deadline_seconds)
+        orderr = poll_authorizations(client, orderr, poller)
     finally:
         for token in written:
             webroot.remove(token)
-    return Issued(privkey_pem=key_pem, fullchain_pem=finalized.fullchain_pem.encode())
+    fullchain = finalize(client, orderr, poller)
+    return Issued(privkey_pem=key_pem, fullchain_pem=fullchain.encode())
 
 
 def issue(
