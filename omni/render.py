@@ -1,6 +1,6 @@
 """Rendering files from the repository's ``templates/`` directory (jinja2).
 
-One environment per call site, built by :func:`environment`: templates load from
+One environment per templates directory, built once by :func:`environment`: templates load from
 ``templates/`` at the repository root, undefined variables are errors (``StrictUndefined``),
 autoescape is off (the outputs are config files, not HTML). Rendering is deterministic: the
 same context gives the same bytes.
@@ -11,6 +11,7 @@ anything that could end a directive or open a block, so no value can break out o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
@@ -65,8 +66,15 @@ def nginx_server_name(value: object) -> str:
 
 
 def environment(templates_dir: Path | None = None) -> jinja2.Environment:
+    """The environment for ``templates_dir`` (default: the repository's), built once:
+    jinja2 compiles a template the first time an environment loads it and keeps it."""
+    return _environment(templates_dir or TEMPLATES_DIR)
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir or TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - config files, not HTML
         keep_trailing_newline=True,

@@ -18,6 +18,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from omni.errors import StepFailed
+from omni.hosts.docker import inspect_host
 from omni.inventory.models import Host
 from omni.probe import ProbeError, https_get, served_certificate
 from omni.tenant.secrets import TenantSecrets
@@ -182,6 +184,28 @@ def _from_inside(host: Host, container: str, target: str, mode: str = "") -> str
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+def test_one_docker_inspect_sees_what_the_engine_api_sees_container_by_container(
+    fleet: tuple[Path, dict[str, str]], lab_hosts: Any, session: Callable[[Host], Any],
+) -> None:
+    _, tenants = fleet
+    dev = session(_host(lab_hosts, "dev"))
+    names = [f"omni-{slug}-app" for slug, host in tenants.items() if host == "dev"]
+    missing = f"omni-{tl.unique_slug('gone')}-app"
+    seen = inspect_host(dev.transport, "dev", cli=dev.host.docker.cli,
+                        socket_path=dev.host.docker.socket, containers=[*names, missing],
+                        images=[IMAGE_V1, "omni-lab/absent:0"])
+    assert sorted(seen.containers) == sorted(names)
+    for name in names:
+        assert seen.containers[name] == dev.docker().container(name)
+    assert seen.image_ids == {IMAGE_V1: dev.docker().image_id(IMAGE_V1)}
+    nothing = inspect_host(dev.transport, "dev", cli=dev.host.docker.cli,
+                           socket_path=dev.host.docker.socket, containers=[missing], images=[])
+    assert nothing.containers == {} and nothing.image_ids == {}
+    with pytest.raises(StepFailed, match="docker inspect failed"):
+        inspect_host(dev.transport, "dev", cli=dev.host.docker.cli,
+                     socket_path="/run/omni-no-such-docker.sock", containers=names, images=[])
 
 
 def test_a_tenant_reaches_its_own_redis_and_database_and_nothing_of_a_neighbour(

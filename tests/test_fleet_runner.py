@@ -102,6 +102,20 @@ def test_never_more_than_a_hosts_concurrency_nor_parallel_overall(
     assert overlap.total_peak <= total_peak
 
 
+def test_a_read_only_run_uses_each_hosts_check_concurrency() -> None:
+    tenants, _ = _fleet({"dev": 12, "netcup": 12}, {"dev": 1, "netcup": 1})
+    hosts = {
+        "dev": make_host(name="dev", concurrency=1, check_concurrency=3),
+        "netcup": make_host(name="netcup", concurrency=1, check_concurrency=2),
+    }
+    looking, changing = Overlap(), Overlap()
+    run_fleet(tenants, hosts, looking.work, FakeSessions(), FleetOptions(read_only=True))
+    run_fleet(tenants, hosts, changing.work, FakeSessions(), FleetOptions())
+    assert looking.peak["dev"] <= 3 and looking.peak["netcup"] <= 2
+    assert looking.total_peak > 2, "read-only work ran beyond the hosts' concurrency"
+    assert changing.peak == {"dev": 1, "netcup": 1}
+
+
 def test_stop_at_first_failure_leaves_the_rest_not_run() -> None:
     tenants, hosts = _fleet({"dev": 5}, {"dev": 1})
 

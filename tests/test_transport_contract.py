@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shlex
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,8 +190,84 @@ def test_open_process_is_a_byte_stream(target: Target) -> None:
         stream.close()
 
 
+def _echo_socket(target: Target) -> str:
+    """A Unix socket in the scratch directory whose every connection is echoed back (socat
+    in the background on the target host); returns its path once it listens."""
+    path = f"{target.scratch}/echo.sock"
+    if isinstance(target.transport, LocalTransport) and shutil.which("socat") is None:
+        pytest.skip("socat is not installed here (the lab installs it)")
+    target.transport.run([
+        "sh", "-c", 'socat "UNIX-LISTEN:$1,fork" EXEC:cat >/dev/null 2>&1 </dev/null &',
+        "sh", path,
+    ])
+    wait_until(lambda: target.transport.stat(path) is not None, timeout=10,
+               what="the echo socket to listen")
+    return path
+
+
+def test_open_unix_is_a_byte_stream_to_a_socket_on_the_host(target: Target) -> None:
+    path = _echo_socket(target)
+    try:
+        for _ in range(2):  # a second stream to the same socket works as well
+            stream = target.transport.open_unix(path)
+            try:
+                stream.settimeout(10)
+                stream.sendall(b"ping\n")
+                received = b""
+                while not received.endswith(b"\n"):
+                    chunk = stream.recv(64)
+                    assert chunk, "stream closed early"
+                    received += chunk
+                assert received == b"ping\n"
+            finally:
+                stream.close()
+    finally:
+        target.transport.run(["pkill", "-f", f"UNIX-LISTEN:{path}"], check=False)
+
+
+def test_open_unix_to_no_socket_is_step_failed_naming_the_path(target: Target) -> None:
+    missing = f"{target.scratch}/absent.sock"
+    with pytest.raises(StepFailed) as info:
+        target.transport.open_unix(missing)
+    assert missing in str(info.value)
+
+
 def _ssh_transport(dev_host: Host) -> SSHTransport:
     return SSHTransport(dev_host, connect_timeout=10)
+
+
+@pytest.mark.lab
+def test_open_unix_falls_back_to_socat_where_sshd_refuses_streamlocal(
+    dev_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import paramiko
+    from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    import omni.transport.streamlocal as streamlocal
+
+    refused: list[str] = []
+
+    def refuse(transport: paramiko.Transport, path: str, timeout: float = 10.0) -> None:
+        refused.append(path)  # what sshd with AllowStreamLocalForwarding=no answers
+        raise paramiko.ChannelException(OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, "prohibited")
+
+    monkeypatch.setattr(streamlocal, "open_streamlocal", refuse)
+    transport = _ssh_transport(dev_host)
+    scratch = transport.run(["mktemp", "-d", "/tmp/omni-contract.XXXXXX"]).text().strip()
+    target = Target(transport, scratch)
+    try:
+        path = _echo_socket(target)
+        for _ in range(2):
+            stream = transport.open_unix(path)
+            stream.settimeout(10)
+            stream.sendall(b"x\n")
+            assert stream.recv(8) == b"x\n"
+            stream.close()
+        assert refused == [path], "after one refusal, socat is used without asking again"
+    finally:
+        transport.run(["pkill", "-f", f"UNIX-LISTEN:{scratch}"], check=False)
+        transport.run(["rm", "-rf", "--", scratch], check=False)
+        transport.close()
 
 
 @pytest.mark.lab
@@ -210,6 +287,7 @@ def test_ssh_connection_loss_is_host_unreachable_never_raw(dev_host: Host) -> No
             "remove_file": lambda: transport.remove_file("/tmp/omni-lost"),
             "open_process": lambda: transport.open_process(["cat"]),
             "open_tcp": lambda: transport.open_tcp("127.0.0.1", 22),
+            "open_unix": lambda: transport.open_unix("/run/omni-lost.sock"),
         }
         for name, operation in operations.items():
             with pytest.raises(HostUnreachable) as info:

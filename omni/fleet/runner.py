@@ -4,7 +4,8 @@ health-check, migrate-all, restart, certs renew (and later deploy, backup) diffe
 what they do to one tenant. This module owns the rest, once:
 
 - **scheduling**: at most ``parallel`` tenants at a time overall and never more than a
-  host's ``concurrency`` on that host, in the order given;
+  host's ``concurrency`` on that host (``check_concurrency`` for a read-only run), in the
+  order given;
 - **sessions**: one :class:`~omni.hosts.session.HostSession` per host for the whole run,
   shared by every worker on that host (so one SSH connection per host);
 - **locks**: with ``lock=True`` each tenant's work runs under its ``tenant-<slug>`` lock;
@@ -105,6 +106,7 @@ class FleetOptions:
     lock_wait_seconds: float = 0.0
     keep_going: bool = True
     purpose: str = ""  # the command, e.g. "restart": holder files say "<purpose> <slug>"
+    read_only: bool = False  # only looks: each host's check_concurrency, not concurrency
 
 
 def check_parallel(parallel: int | None) -> None:
@@ -138,13 +140,16 @@ class _Run:
         progress: FleetProgress,
     ) -> None:
         self.tenants = list(tenants)
-        self.hosts = hosts
         self.work = work
         self.sessions = sessions
         self.options = options
         self.progress = progress
         used = {t.host for t in self.tenants}
-        self.parallel = options.parallel or sum(hosts[h].concurrency for h in used) or 1
+        self.limit = {
+            h: hosts[h].check_concurrency if options.read_only else hosts[h].concurrency
+            for h in used
+        }
+        self.parallel = options.parallel or sum(self.limit.values()) or 1
         self.results: dict[str, TenantResult] = {}
         self.down: dict[str, Mapping[str, Any]] = {}  # host -> the error that took it down
         self.running: dict[str, int] = dict.fromkeys(used, 0)
@@ -178,7 +183,7 @@ class _Run:
         if sum(self.running.values()) >= self.parallel:
             return None
         for tenant in pending:
-            if self.running[tenant.host] < self.hosts[tenant.host].concurrency:
+            if self.running[tenant.host] < self.limit[tenant.host]:
                 return tenant
         return None
 

@@ -192,6 +192,55 @@ def _info(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+@dataclass(frozen=True)
+class HostInventory:
+    """Containers and images of one host as a single ``docker inspect`` saw them."""
+
+    containers: Mapping[str, ContainerInfo]  # by name; names that do not exist are absent
+    image_ids: Mapping[str, str]  # by the reference asked for; unresolved refs are absent
+
+
+def inspect_host(
+    transport: Transport, host_name: str, *, cli: str, socket_path: str,
+    containers: Sequence[str], images: Sequence[str],
+) -> HostInventory:
+    """One ``docker inspect`` run on the host for many containers and images at once (the
+    engine API takes a request per object). An object that does not exist is absent from
+    the answer; an image is matched to the reference asked for by its tags."""
+    import json
+
+    if not containers and not images:
+        return HostInventory({}, {})
+    argv = [cli, "-H", "unix://" + socket_path, "inspect", *containers, *images]
+    result = transport.run(argv, check=False, timeout=60.0)
+    try:
+        found = json.loads(result.stdout or b"[]")
+        infos = [_info(item) for item in found if "State" in item]
+        tags = {tag: str(item["Id"]) for item in found if "RepoTags" in item
+                for tag in item["RepoTags"] or ()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StepFailed(
+            f"host {host_name}: docker inspect answered what is not object JSON: "
+            f"{type(exc).__name__}", host=host_name,
+        ) from None
+    if result.exit_status != 0 and not found:
+        # Exit 1 with "No such object" for each missing name is an answer; anything else
+        # (no engine, no CLI) is a failure.
+        errors = [line for line in result.stderr.decode("utf-8", "replace").splitlines()
+                  if line.strip()]
+        if not errors or not all("no such" in line.lower() for line in errors):
+            detail = " ".join(" ".join(errors).split())[:300] or f"exit {result.exit_status}"
+            raise StepFailed(f"host {host_name}: docker inspect failed: {detail}",
+                             host=host_name)
+    wanted = set(containers)
+    image_ids = {}
+    for ref in images:
+        image_id = tags.get(ref) or tags.get(f"{ref}:latest")
+        if image_id is not None:
+            image_ids[ref] = image_id
+    return HostInventory({i.name: i for i in infos if i.name in wanted}, image_ids)
+
+
 class DockerEngine:
     """One host's Docker engine. Methods raise ``StepFailed`` (never SDK errors)."""
 

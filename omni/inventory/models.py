@@ -189,7 +189,10 @@ class Host(_Model):
     redis_ports: PortRange = PortRange(start=6400, end=6899)
     # Where the tenants' app ports are published for nginx: a loopback address only.
     bind_address: LoopbackAddress = "127.0.0.1"
+    # Tenants worked on at once on this host by commands that change them (migrate-all,
+    # deploy, restart, backup...), and by those that only look (health-check).
     concurrency: int = Field(default=4, ge=1, le=64)
+    check_concurrency: int = Field(default=16, ge=1, le=64)
     state_dir: RemotePath = "/var/lib/omni"
     redis_image: Image = "redis:7-bookworm"
     # socat and omni-gateway (images/gateway): each tenant's network gateway.

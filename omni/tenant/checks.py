@@ -16,15 +16,17 @@ runner turns it into ``unreachable`` for every tenant of the host.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cryptography import x509
 
 from omni.errors import HostUnreachable, OmniError
+from omni.hosts.docker import inspect_host
 from omni.probe import ProbeError, https_get
 from omni.render import render_vhost, seal_intact, vhost_intact
 from omni.resources.vhost import nginx_address
@@ -34,6 +36,7 @@ from omni.tenant.resources import render_env_file, render_redis_conf
 if TYPE_CHECKING:
     import socket
 
+    from omni.hosts.docker import ContainerInfo
     from omni.hosts.session import HostSession
     from omni.tenant.spec import TenantSpec
     from omni.transport.base import Stream
@@ -64,10 +67,49 @@ class Check:
 Finding = tuple[CheckStatus, str]
 
 
-def run_checks(session: HostSession, spec: TenantSpec) -> list[Check]:
-    """Every check of :data:`CHECKS`, in order, for one tenant."""
+class Containers(Protocol):
+    """Where ``app`` looks a container up: the engine itself (a request per container), or
+    a :class:`ContainerSnapshot` of the whole host taken once per run."""
+
+    def container(self, name: str) -> ContainerInfo | None: ...
+    def image_id(self, ref: str) -> str | None: ...
+
+
+class ContainerSnapshot:
+    """The host's app containers and their images as one ``docker inspect`` saw them; an
+    image it did not resolve is asked of the engine, once."""
+
+    def __init__(
+        self, session: HostSession, containers: Sequence[str], images: Sequence[str]
+    ) -> None:
+        docker = session.host.docker
+        seen = inspect_host(
+            session.transport, session.name, cli=docker.cli, socket_path=docker.socket,
+            containers=containers, images=sorted(set(images)),
+        )
+        self._containers = seen.containers
+        self._image_ids: dict[str, str | None] = dict(seen.image_ids)
+        self._session = session
+        self._guard = threading.Lock()
+
+    def container(self, name: str) -> ContainerInfo | None:
+        return self._containers.get(name)
+
+    def image_id(self, ref: str) -> str | None:
+        with self._guard:
+            if ref not in self._image_ids:
+                self._image_ids[ref] = self._session.docker().image_id(ref)
+            return self._image_ids[ref]
+
+
+def run_checks(
+    session: HostSession, spec: TenantSpec, containers: Callable[[], Containers] | None = None
+) -> list[Check]:
+    """Every check of :data:`CHECKS`, in order, for one tenant. ``containers`` gives where
+    ``app`` looks (default: the engine, one request per container)."""
+    look_in = containers or session.docker
     probes: dict[str, Callable[[], Finding]] = {
-        "app": lambda: check_app(session, spec),
+        "app": lambda: check_app(look_in(), spec),
         "redis": lambda: check_redis(session, spec),
         "database": lambda: check_database(session, spec),
         "upstream": lambda: check_upstream(session, spec),
@@ -106,8 +148,7 @@ def _since(rfc3339: str, now: datetime) -> float | None:
     return seconds + (float(f"0.{fraction[:6]}") if fraction.isdigit() else 0.0)
 
 
-def check_app(session: HostSession, spec: TenantSpec) -> Finding:
-    docker = session.docker()
+def check_app(docker: Containers, spec: TenantSpec) -> Finding:
     found = docker.container(spec.app_container)
     if found is None:
         return "fail", f"container {spec.app_container} does not exist"

@@ -109,9 +109,8 @@ def publish_command(spec: TenantSpec) -> tuple[str, ...]:
 
 
 def open_socket(session: HostSession, path: str) -> Stream | socket.socket:
-    """A stream to a Unix socket on the host: socat there, over the session's transport
-    (an SSH exec channel, or a local process)."""
-    return session.transport.open_process(["socat", "-", f"UNIX-CONNECT:{path}"])
+    """A stream to a Unix socket on the host (see ``Transport.open_unix``)."""
+    return session.transport.open_unix(path)
 
 
 def redis_probe(spec: TenantSpec) -> Callable[[HostSession], str | None]:

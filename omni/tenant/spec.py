@@ -64,7 +64,7 @@ class TenantSpec:
 
     @property
     def app_container(self) -> str:
-        return f"omni-{self.slug}-app"
+        return app_container_name(self.slug)
 
     @property
     def redis_container(self) -> str:
@@ -140,3 +140,8 @@ class TenantSpec:
             "omni.tenant": self.slug,
             "omni.component": component,
         }
+
+
+def app_container_name(slug: str) -> str:
+    """The tenant's live app container (a deploy's ``-next`` is renamed to it)."""
+    return f"omni-{slug}-app"

@@ -86,6 +86,10 @@ class Transport(Protocol):
         """A TCP stream to ``host:port`` as seen from the server (SSH: direct-tcpip)."""
         ...
 
+    def open_unix(self, path: str, *, timeout: float = 10.0) -> Stream | socket.socket:
+        """A stream to the Unix socket ``path`` on the server."""
+        ...
+
     def open_process(self, argv: Sequence[str]) -> Stream | socket.socket:
         """A stream wired to a process's stdin/stdout (for ``docker system dial-stdio``)."""
         ...

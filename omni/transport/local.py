@@ -168,6 +168,17 @@ class LocalTransport:
         sock.settimeout(None)
         return sock
 
+    def open_unix(self, path: str, *, timeout: float = 10.0) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise StepFailed(f"host {self.host}: cannot connect to {path}: {exc}") from None
+        sock.settimeout(None)
+        return sock
+
     def open_process(self, argv: Sequence[str]) -> ProcessStream:
         return ProcessStream(argv)
 

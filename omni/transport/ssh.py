@@ -158,6 +158,7 @@ class SSHTransport:
         self._sftp: paramiko.SFTPClient | None = None
         # paramiko's SFTPClient is not safe for concurrent requests from several threads.
         self._sftp_lock = threading.RLock()
+        self._streamlocal_refused = False  # sshd said no: reach sockets with socat instead
 
     # -- connection ---------------------------------------------------------------------
 
@@ -448,6 +449,26 @@ class SSHTransport:
             )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._error(f"opening a tunnel to {host}:{port}", exc) from None
+
+    def open_unix(self, path: str, *, timeout: float = 10.0) -> paramiko.Channel:
+        """A stream to the Unix socket ``path`` on the server: an OpenSSH
+        ``direct-streamlocal`` channel (no process on the host), or ``socat`` in an exec
+        channel where sshd does not allow those (``AllowStreamLocalForwarding no``)."""
+        import paramiko
+        from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+        from omni.transport.streamlocal import open_streamlocal
+
+        if not self._streamlocal_refused:
+            try:
+                return open_streamlocal(self._transport, path, timeout)
+            except paramiko.ChannelException as exc:
+                if exc.code != OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                    raise self._error(f"connecting to {path}", exc) from None
+                self._streamlocal_refused = True
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise self._error(f"connecting to {path}", exc) from None
+        return self.open_process(["socat", "-", f"UNIX-CONNECT:{path}"])
 
     def open_process(self, argv: Sequence[str]) -> paramiko.Channel:
         """An exec channel running ``argv``; its stdin/stdout are the stream."""
