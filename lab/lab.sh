@@ -208,12 +208,18 @@ MaxSessions 100
 MaxStartups 100:30:200
 LogLevel VERBOSE
 PrintMotd no
+# sshd runs every command through the user's shell, and Debian's bash then reads ~/.bashrc
+# (it was started by sshd). This machine's root ~/.bashrc runs pyenv init (about 0.1 s
+# for every command); a server's returns at once for a non-interactive shell. Bash skips
+# ~/.bashrc when SHLVL says it is not the first shell, so the lab's hosts behave as one.
+SetEnv SHLVL=1
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 Subsystem sftp internal-sftp
 EOF
   mv "$conf.tmp" "$conf"
   if alive "$pidfile" sshd && ssh_banner "$a"; then
+    kill -HUP "$(cat "$pidfile")"  # re-read the config just written
     return 0
   fi
   stop_pid "sshd $h" "$pidfile" sshd 5

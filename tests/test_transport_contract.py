@@ -237,6 +237,17 @@ def _ssh_transport(dev_host: Host) -> SSHTransport:
 
 
 @pytest.mark.lab
+def test_ssh_socket_sends_small_messages_without_waiting_for_acks(dev_host: Host) -> None:
+    transport = _ssh_transport(dev_host)
+    try:
+        link = transport._client.get_transport()
+        assert link is not None
+        assert link.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        transport.close()
+
+
+@pytest.mark.lab
 def test_open_unix_falls_back_to_socat_where_sshd_refuses_streamlocal(
     dev_host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# name -> (address, app ports, redis ports)
+# name -> (address, app ports, redis ports). A tenant takes two app ports (live and
+# standby): 400 tenants per host, room for the fleet bench's 300 across both.
 HOSTS: dict[str, tuple[str, tuple[int, int], tuple[int, int]]] = {
-    "dev": ("127.0.0.2", (9000, 9199), (6400, 6599)),
-    "netcup": ("127.0.0.3", (9200, 9399), (6600, 6799)),
+    "dev": ("127.0.0.2", (9000, 9799), (6400, 6799)),
+    "netcup": ("127.0.0.3", (10000, 10799), (7000, 7399)),
 }
 # Offsite backups: each host's restic repository lives on the other host (lab.sh backups_up).
 PEERS = {"dev": "netcup", "netcup": "dev"}

@@ -99,7 +99,7 @@ class MedusaOneOff:
                     f"the Medusa app did not answer on {address}:{port} within "
                     f"{self.ready_deadline_seconds:g}s ({reason})"
                 )
-            time.sleep(0.5)
+            time.sleep(0.1)
 
 
 def _http_answer(session: HostSession, address: str, port: int) -> str | None:
