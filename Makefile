@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv lab lab-down lab-status demo test unit lint bench bench-fleet mutation
+.PHONY: venv lab lab-down lab-status demo test unit lint bench bench-fleet bench-create mutation
 
 venv: $(VENV)/.installed
 
@@ -47,6 +47,13 @@ bench: lab
 
 bench-fleet: lab
 	$(VENV)/bin/python bench/fleet.py $(BENCH_FLEET_ARGS)
+
+# tenant create step by step against the irreducible server work (issue 12, item 1): both
+# paths (migrating, template), 3 runs each, plus a py-spy profile; about 10 minutes.
+BENCH_CREATE_ARGS ?= --runs 3 --write
+
+bench-create: lab
+	$(VENV)/bin/python bench/create_breakdown.py $(BENCH_CREATE_ARGS)
 
 # Mutation testing of the pure core (mutmut 3, config in pyproject's [tool.mutmut]); unit
 # tests only, no lab. Prints killed/total per module; fails under 85 %.
