@@ -12,6 +12,7 @@ import pytest
 from omni.cli.app import run
 from omni.errors import ExitCode, LockHeld
 from tests.test_cli_inventory import REPO, omni
+from tests.test_inventory_loader import write_inventory
 
 
 def test_usage_error_is_one_line_and_exits_2() -> None:
@@ -144,6 +145,14 @@ def test_help_does_not_load_heavy_libraries(tmp_path: Path) -> None:
     assert status == 0
     assert "typer" in modules  # the probe sees what was imported
     assert modules & HEAVY == set()
+
+
+def test_health_check_of_no_tenant_loads_no_remote_library(tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, tenants={})
+    status, modules = loaded_after(["--inventory", str(inv), "health-check"], tmp_path)
+    assert status == 0
+    assert "yaml" in modules
+    assert modules & REMOTE == set()
 
 
 def test_no_color_output_has_no_escape_sequences() -> None:
