@@ -1,37 +1,41 @@
 """Process-wide settings: ``OMNI_*`` environment variables and an optional ``.env`` file.
 
-Command-line flags win over these; these win over the defaults. Read once per CLI run and
-passed down (no module-level settings object).
+Command-line flags win over these; these win over the defaults. Read once per CLI run with
+:func:`load_settings` and passed down (no module-level settings object).
+
+The parsing and validation are pydantic-settings' (:mod:`omni.settings_env`); this module
+stays free of pydantic so that a run with nothing to read (``omni --help``) does not import
+it.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+# Every environment variable the settings read, lower-cased (pydantic-settings matches them
+# case-insensitively). tests/test_settings.py derives the same set from omni.settings_env.
+ENV_NAMES = frozenset({
+    "omni_inventory", "omni_json", "json_output", "omni_debug", "omni_color",
+    "omni_lock_lease_seconds",
+})
+ENV_FILE = ".env"
 
 
-class Settings(BaseSettings):
+@dataclass(frozen=True)
+class Settings:
     """``OMNI_INVENTORY``, ``OMNI_JSON``, ``OMNI_DEBUG``, ``OMNI_COLOR`` (and ``NO_COLOR``),
     ``OMNI_LOCK_LEASE_SECONDS``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="OMNI_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
-
     inventory: Path = Path("inventory")
-    # OMNI_JSON; the field is not named "json" because that shadows BaseModel.json.
-    json_output: bool = Field(
-        default=False, validation_alias=AliasChoices("OMNI_JSON", "json_output")
-    )
+    json_output: bool = False
     debug: bool = False
     # None: colour when stdout/stderr is a terminal. NO_COLOR (any value) forces it off.
     color: bool | None = None
     # OMNI_LOCK_LEASE_SECONDS: a tenant/host lock whose holder stops heartbeating (frozen,
     # or cut off with its TCP connection half-open) is released after this long.
-    lock_lease_seconds: float = Field(default=30.0, ge=1, allow_inf_nan=False)
+    lock_lease_seconds: float = 30.0
 
     @property
     def use_color(self) -> bool | None:
@@ -39,3 +43,16 @@ class Settings(BaseSettings):
         if os.environ.get("NO_COLOR") or self.color is False:
             return False
         return True if self.color else None
+
+
+DEFAULTS = Settings()
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and ``.env`` (raises pydantic's ``ValidationError``
+    for a bad value)."""
+    if not any(name.lower() in ENV_NAMES for name in os.environ) and not Path(ENV_FILE).exists():
+        return DEFAULTS  # nothing to read or validate: skip importing pydantic-settings
+    from omni.settings_env import EnvSettings
+
+    return Settings(**EnvSettings().model_dump())

@@ -12,6 +12,7 @@ import pytest
 from omni.cli.app import run
 from omni.errors import ExitCode, LockHeld
 from tests.test_cli_inventory import REPO, omni
+from tests.test_inventory_loader import write_inventory
 
 
 def test_usage_error_is_one_line_and_exits_2() -> None:
@@ -103,15 +104,55 @@ def test_omni_error_uses_its_own_code_and_exit_status_and_json_envelope(
     assert err == "error[lock_held]: tenant acme is locked by another omni run\n"
 
 
+# Libraries a command may need but the start-up of every command must not import.
+REMOTE = {"paramiko", "psycopg", "docker", "cryptography", "acme", "josepy", "jinja2",
+          "requests"}
+# Libraries `omni --help` does without (typer needs pydantic once it parses a value).
+HEAVY = REMOTE | {"pydantic", "pydantic_core", "pydantic_settings", "dotenv", "yaml"}
+
+
+def loaded_after(argv: list[str], cwd: Path) -> tuple[int, set[str]]:
+    """Run ``omni ARGV`` in a fresh interpreter (clean environment, ``cwd`` without a .env)
+    and return its exit status and the top-level packages it imported."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from omni.cli.app import run\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    status = run({argv!r})\n"
+        "print(status, ' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(REPO)},
+    )
+    status, _, modules = proc.stdout.strip().partition(" ")
+    return int(status), set(modules.split())
+
+
 def test_cli_import_does_not_load_heavy_libraries() -> None:
     code = (
         "import sys, omni.cli.app\n"
-        "heavy = [m for m in ('paramiko', 'psycopg', 'docker') if m in sys.modules]\n"
+        f"heavy = [m for m in {sorted(HEAVY)!r} if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=REPO)
     assert proc.stdout.strip() == ""
+
+
+def test_help_does_not_load_heavy_libraries(tmp_path: Path) -> None:
+    status, modules = loaded_after(["--help"], tmp_path)
+    assert status == 0
+    assert "typer" in modules  # the probe sees what was imported
+    assert modules & HEAVY == set()
+
+
+def test_health_check_of_no_tenant_loads_no_remote_library(tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, tenants={})
+    status, modules = loaded_after(["--inventory", str(inv), "health-check"], tmp_path)
+    assert status == 0
+    assert "yaml" in modules
+    assert modules & REMOTE == set()
 
 
 def test_no_color_output_has_no_escape_sequences() -> None:

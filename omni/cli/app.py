@@ -8,7 +8,8 @@ This is the only place that catches exceptions. Contract of :func:`run`:
 - anything else -> ``error[internal]`` (exit 70); tracebacks only with ``OMNI_DEBUG=1``.
 
 Sub-commands live in their own modules (``omni/cli/*_cmd.py``) and are added in
-:func:`build_app`; the CLI imports no heavy library (paramiko, psycopg, docker) itself.
+:func:`build_app`; the CLI imports no heavy library (paramiko, psycopg, docker) itself, and
+``omni --help`` not even pydantic or yaml (tests/test_cli_errors.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeGuard
 
 import typer
-from pydantic import ValidationError
 
 from omni.cli import (
     backup_cmd,
@@ -36,7 +36,10 @@ from omni.cli.context import CliContext, RunState, make_consoles
 from omni.errors import ExitCode, InvalidInput, OmniError
 from omni.output.render import error_line, write_json
 from omni.output.result import error_envelope
-from omni.settings import Settings
+from omni.settings import DEFAULTS, load_settings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class InternalError(OmniError):
@@ -143,9 +146,11 @@ def run(argv: list[str] | None = None) -> int:
     """Run omni with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     args = _global_flags_first(list(sys.argv[1:] if argv is None else argv))
     try:
-        settings = Settings()
-    except ValidationError as err:
-        state = RunState(argv=args, settings=Settings.model_construct())
+        settings = load_settings()
+    except Exception as err:
+        if not _is_validation_error(err):
+            raise
+        state = RunState(argv=args, settings=DEFAULTS)
         return _fail(state, InvalidInput(f"settings (OMNI_* / .env): {_describe(err)}"))
     state = RunState(argv=args, settings=settings)
     command = typer.main.get_command(build_app())
@@ -155,13 +160,13 @@ def run(argv: list[str] | None = None) -> int:
     except OmniError as err:
         _debug_traceback(state)
         return _fail(state, err)
-    except ValidationError as err:
-        _debug_traceback(state)
-        return _fail(state, InvalidInput(_describe(err)))
     except typer.Abort:
         sys.stderr.write(error_line("aborted", "aborted by the user") + "\n")
         return 130
     except Exception as err:
+        if _is_validation_error(err):
+            _debug_traceback(state)
+            return _fail(state, InvalidInput(_describe(err)))
         if type(err).__name__ == "NoArgsIsHelpError":
             # Bare `omni` or `omni hosts`: typer printed the help while raising this.
             return int(ExitCode.INVALID_INPUT)
@@ -182,6 +187,13 @@ def _global_flags_first(args: list[str]) -> list[str]:
     if "--json" not in args[:end]:
         return args
     return ["--json", *(a for i, a in enumerate(args) if not (i < end and a == "--json"))]
+
+
+def _is_validation_error(err: BaseException) -> TypeGuard[ValidationError]:
+    """Whether ``err`` is pydantic's ``ValidationError``, without importing pydantic (a run
+    that never imported it cannot have raised one)."""
+    core = sys.modules.get("pydantic_core")
+    return core is not None and isinstance(err, core.ValidationError)
 
 
 def _describe(err: ValidationError) -> str:

@@ -1,7 +1,7 @@
 """``omni history [SLUG]``: what omni did, merged from every host's audit log."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer reads these signatures on every run, and
+# string annotations would cost it two evals each, half of building the command tree.
 import sys
 from typing import Annotated
 

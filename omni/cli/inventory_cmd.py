@@ -1,7 +1,7 @@
 """``omni inventory ...``: commands about the inventory files themselves."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer reads these signatures on every run, and
+# string annotations would cost it two evals each, half of building the command tree.
 import typer
 from rich.console import Console
 

@@ -23,18 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cryptography import x509
-
 from omni.errors import HostUnreachable, OmniError
-from omni.hosts.docker import inspect_host
-from omni.probe import ProbeError, https_get
-from omni.render import render_vhost, seal_intact, vhost_intact
-from omni.resources.vhost import nginx_address
-from omni.tenant.network import open_socket, redis_socket
-from omni.tenant.resources import render_env_file, render_redis_conf
 
+# What the checks use (jinja2, cryptography, the probes) is imported in the check that needs
+# it: a health-check of no tenant, and modules wanting only CHECKS, do without.
 if TYPE_CHECKING:
     import socket
+
+    from cryptography import x509
 
     from omni.hosts.docker import ContainerInfo
     from omni.hosts.session import HostSession
@@ -82,6 +78,8 @@ class ContainerSnapshot:
     def __init__(
         self, session: HostSession, containers: Sequence[str], images: Sequence[str]
     ) -> None:
+        from omni.hosts.docker import inspect_host
+
         docker = session.host.docker
         seen = inspect_host(
             session.transport, session.name, cli=docker.cli, socket_path=docker.socket,
@@ -205,6 +203,8 @@ def check_redis(session: HostSession, spec: TenantSpec) -> Finding:
     """``AUTH <password>`` then ``PING`` through the tenant's gateway socket (Redis is
     reachable from nowhere else); the password is sent only to Redis and never appears in
     the detail."""
+    from omni.tenant.network import open_socket, redis_socket
+
     where = "redis via the tenant's gateway"
     try:
         stream = open_socket(session, redis_socket(spec))
@@ -263,6 +263,9 @@ def check_upstream(session: HostSession, spec: TenantSpec) -> Finding:
 
 
 def check_https(spec: TenantSpec) -> Finding:
+    from omni.probe import ProbeError, https_get
+    from omni.resources.vhost import nginx_address
+
     host = spec.host
     answers = []
     for domain in spec.tenant.domains:
@@ -287,6 +290,8 @@ def check_certificate(session: HostSession, spec: TenantSpec) -> Finding:
     raw = session.transport.read_file(spec.fullchain_path)
     if raw is None:
         return "fail", f"no certificate at {spec.fullchain_path}"
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(raw)
     except ValueError:
@@ -301,6 +306,8 @@ def certificate_finding(
 ) -> Finding:
     """Pure: fail when expired, not yet valid or not covering a domain; warn inside the
     renewal window; pass otherwise. The detail carries the days left."""
+    from cryptography import x509
+
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = set(sans.value.get_values_for_type(x509.DNSName))
@@ -322,6 +329,9 @@ def certificate_finding(
 
 
 def check_config(session: HostSession, spec: TenantSpec) -> Finding:
+    from omni.render import render_vhost, seal_intact, vhost_intact
+    from omni.tenant.resources import render_env_file, render_redis_conf
+
     files = (
         ("vhost", spec.vhost_path, render_vhost(spec), vhost_intact),
         ("env", spec.env_path, render_env_file(spec), seal_intact),
