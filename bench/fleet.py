@@ -827,6 +827,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         for k, v in vars(args).items()},
                                "notes": []}
     venv = None if args.no_ansible else bench_venv()
+    # As pip does for an installed omni: compiled once, so no run pays for compiling
+    # (this machine sets PYTHONDONTWRITEBYTECODE, which would make every run compile).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "omni")], check=True)
     ws = Workspace(Path(tempfile.mkdtemp(prefix="omni-bench-fleet-")))
     logs = SshdLogs(ws)
     if not logs.available():
