@@ -45,7 +45,6 @@ import re
 import secrets
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +62,7 @@ sys.path.insert(0, str(REPO))
 from bench import createlib as lib  # noqa: E402
 from bench.fleet import Run, machine_facts, run  # noqa: E402
 from bench.fleetlib import known_hosts_lines, markdown_table, replace_section  # noqa: E402
+from bench.venvs import ensure_venv  # noqa: E402
 from omni.inventory.loader import load_inventory  # noqa: E402
 from omni.inventory.models import Host  # noqa: E402
 from omni.render import render  # noqa: E402
@@ -91,18 +91,7 @@ def say(message: str) -> None:
 
 def bench_venv() -> Path:
     """``.bench/create-venv`` with certbot and py-spy (from PyPI, installed once)."""
-    python = BENCH_VENV / "bin" / "python"
-    marker = BENCH_VENV / ".installed"
-    wanted = "\n".join(BENCH_PACKAGES)
-    if marker.is_file() and marker.read_text() == wanted:
-        return BENCH_VENV
-    say(f"installing {', '.join(BENCH_PACKAGES)} into {BENCH_VENV}")
-    if not python.exists():
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *BENCH_PACKAGES], check=True)
-    marker.write_text(wanted)
-    return BENCH_VENV
+    return ensure_venv(BENCH_VENV, BENCH_PACKAGES, say)
 
 
 def child_env(**extra: str) -> dict[str, str]:

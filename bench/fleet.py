@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import fleetlib as lib  # noqa: E402
+from bench.venvs import ensure_venv  # noqa: E402
 from omni.inventory.loader import load_inventory, save_tenant  # noqa: E402
 from omni.inventory.models import Host, Tenant  # noqa: E402
 from omni.tenant.environment import masked_secrets  # noqa: E402
@@ -168,18 +169,7 @@ def machine_facts() -> dict[str, Any]:
 
 def bench_venv() -> Path:
     """``.bench/venv`` with ansible-core and matplotlib (from PyPI, installed once)."""
-    python = BENCH_VENV / "bin" / "python"
-    marker = BENCH_VENV / ".installed"
-    wanted = "\n".join(BENCH_PACKAGES)
-    if marker.is_file() and marker.read_text() == wanted:
-        return BENCH_VENV
-    say(f"installing {', '.join(BENCH_PACKAGES)} into {BENCH_VENV}")
-    if not python.exists():
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *BENCH_PACKAGES], check=True)
-    marker.write_text(wanted)
-    return BENCH_VENV
+    return ensure_venv(BENCH_VENV, BENCH_PACKAGES, say)
 
 
 class Workspace:

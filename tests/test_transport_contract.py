@@ -15,7 +15,7 @@ import pytest
 from omni.errors import CommandFailed, CommandTimeout, HostUnreachable, StepFailed
 from omni.hosts.session import HostSession
 from omni.inventory.models import Host
-from omni.transport.base import Transport
+from omni.transport.base import Stream, Transport
 from omni.transport.local import LocalTransport
 from omni.transport.ssh import SSHTransport
 from tests.lab import wait_until
@@ -175,8 +175,8 @@ def test_argv_arrives_verbatim_without_shell_interpretation(target: Target) -> N
     assert target.transport.read_file(pwned) is None
 
 
-def test_open_process_is_a_byte_stream(target: Target) -> None:
-    stream = target.transport.open_process(["cat"])
+def _echoes(stream: Stream | socket.socket) -> None:
+    """``stream`` gives back a line sent to it (then is closed)."""
     try:
         stream.settimeout(10)
         stream.sendall(b"ping\n")
@@ -188,6 +188,10 @@ def test_open_process_is_a_byte_stream(target: Target) -> None:
         assert received == b"ping\n"
     finally:
         stream.close()
+
+
+def test_open_process_is_a_byte_stream(target: Target) -> None:
+    _echoes(target.transport.open_process(["cat"]))
 
 
 def _echo_socket(target: Target) -> str:
@@ -209,18 +213,7 @@ def test_open_unix_is_a_byte_stream_to_a_socket_on_the_host(target: Target) -> N
     path = _echo_socket(target)
     try:
         for _ in range(2):  # a second stream to the same socket works as well
-            stream = target.transport.open_unix(path)
-            try:
-                stream.settimeout(10)
-                stream.sendall(b"ping\n")
-                received = b""
-                while not received.endswith(b"\n"):
-                    chunk = stream.recv(64)
-                    assert chunk, "stream closed early"
-                    received += chunk
-                assert received == b"ping\n"
-            finally:
-                stream.close()
+            _echoes(target.transport.open_unix(path))
     finally:
         target.transport.run(["pkill", "-f", f"UNIX-LISTEN:{path}"], check=False)
 
@@ -269,11 +262,7 @@ def test_open_unix_falls_back_to_socat_where_sshd_refuses_streamlocal(
     try:
         path = _echo_socket(target)
         for _ in range(2):
-            stream = transport.open_unix(path)
-            stream.settimeout(10)
-            stream.sendall(b"x\n")
-            assert stream.recv(8) == b"x\n"
-            stream.close()
+            _echoes(transport.open_unix(path))
         assert refused == [path], "after one refusal, socat is used without asking again"
     finally:
         transport.run(["pkill", "-f", f"UNIX-LISTEN:{scratch}"], check=False)
