@@ -230,6 +230,31 @@ def _ssh_transport(dev_host: Host) -> SSHTransport:
 
 
 @pytest.mark.lab
+def test_a_channel_the_server_is_slow_to_open_fails_the_command_not_the_host(
+    dev_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import paramiko
+
+    transport = _ssh_transport(dev_host)
+    try:
+        link = transport._client.get_transport()
+        assert link is not None
+
+        def slow(*args: object, **kwargs: object) -> paramiko.Channel:
+            raise paramiko.SSHException("Timeout opening channel.")  # an overloaded sshd
+
+        monkeypatch.setattr(link, "open_session", slow)
+        with pytest.raises(StepFailed) as info:
+            transport.run(["true"])
+        assert not isinstance(info.value, HostUnreachable)
+        assert "opening an SSH channel" in str(info.value)
+        monkeypatch.undo()
+        assert transport.run(["true"]).ok
+    finally:
+        transport.close()
+
+
+@pytest.mark.lab
 def test_ssh_socket_sends_small_messages_without_waiting_for_acks(dev_host: Host) -> None:
     transport = _ssh_transport(dev_host)
     try:

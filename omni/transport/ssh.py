@@ -316,14 +316,15 @@ class SSHTransport:
         return result
 
     def _open_session(self) -> paramiko.Channel:
+        """A session channel. On a live connection, a refusal or a slow server (an open
+        taking longer than ``_CHANNEL_OPEN_SECONDS``) fails this operation only; the host is
+        unreachable only when the connection itself is gone."""
         import paramiko
 
         try:
-            return self._transport.open_session(timeout=10.0)
+            return self._transport.open_session(timeout=_CHANNEL_OPEN_SECONDS)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostUnreachable(
-                f"host {self.host}: cannot open an SSH channel: {exc}", host=self.host
-            ) from None
+            raise self._error("opening an SSH channel", exc) from None
 
     def _exec(
         self, channel: paramiko.Channel, command: str, argv: Sequence[str], secrets: Sequence[str]
@@ -481,6 +482,10 @@ class SSHTransport:
         channel = self._open_session()
         self._exec(channel, shlex.join(argv), argv, ())
         return channel
+
+
+# A channel opens in milliseconds; a server this slow is overloaded, not gone.
+_CHANNEL_OPEN_SECONDS = 30.0
 
 
 def _quiet_paramiko() -> None:
