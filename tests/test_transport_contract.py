@@ -6,6 +6,7 @@ import random
 import shlex
 import shutil
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,43 @@ def test_a_channel_the_server_is_slow_to_open_fails_the_command_not_the_host(
         monkeypatch.undo()
         assert transport.run(["true"]).ok
     finally:
+        transport.close()
+
+
+@pytest.mark.lab
+def test_run_is_done_with_stdin_before_it_closes_the_channel(
+    dev_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a loaded machine the thread feeding stdin can lag behind a command that exits
+    # without reading it. Its EOF racing run()'s close can reach sshd after the CLOSE, and
+    # sshd drops the whole connection for an EOF on a channel it has freed ("ieof packet
+    # referred to nonexistent channel"): run() must be done with stdin before closing.
+    import paramiko
+
+    events: list[tuple[str, int]] = []
+    eof, close = paramiko.Channel.shutdown_write, paramiko.Channel.close
+
+    def lagging_eof(channel: paramiko.Channel) -> None:
+        time.sleep(0.3)
+        events.append(("eof", id(channel)))
+        eof(channel)
+
+    def recorded_close(channel: paramiko.Channel) -> None:
+        events.append(("close", id(channel)))
+        close(channel)
+
+    monkeypatch.setattr(paramiko.Channel, "shutdown_write", lagging_eof)
+    monkeypatch.setattr(paramiko.Channel, "close", recorded_close)
+    transport = _ssh_transport(dev_host)
+    try:
+        for _ in range(2):
+            assert transport.run(["true"], stdin=b"never read").ok
+        fed = [channel for what, channel in events if what == "eof"]
+        assert len(fed) == 2
+        for channel in fed:
+            assert events.index(("eof", channel)) < events.index(("close", channel))
+    finally:
+        monkeypatch.undo()
         transport.close()
 
 

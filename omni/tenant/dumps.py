@@ -105,10 +105,13 @@ def pg_dump(
 
 def verify_dump(transport: Transport, path: str) -> Dump:
     """``pg_restore --list`` reads the whole table of contents back; raises ``StepFailed``
-    when it cannot (a truncated or damaged dump)."""
+    when it cannot (a truncated or damaged dump). A database with nothing in it gives a
+    dump whose header pg_restore reads and whose list is empty: valid, with 0 entries."""
     listed = transport.run(["pg_restore", "--list", path], check=False, timeout=300)
-    entries = [line for line in listed.text().splitlines() if line and not line.startswith(";")]
-    if not listed.ok or not entries:
+    lines = listed.text().splitlines()
+    entries = [line for line in lines if line and not line.startswith(";")]
+    header = any(line.startswith(";     TOC Entries:") for line in lines)
+    if not listed.ok or not header:
         reason = listed.stderr.decode("utf-8", "replace").strip().splitlines()
         raise StepFailed(
             f"dump {path} does not read back with pg_restore --list"

@@ -542,7 +542,10 @@ def _communicate(
         with contextlib.suppress(*expected):
             if stdin:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+            # paramiko sends EOF even on a channel already closed, and sshd answers an EOF
+            # for a channel it has freed by dropping the whole connection.
+            if not channel.closed:
+                channel.shutdown_write()
 
     threads = [
         threading.Thread(target=pump, args=(channel.recv, out), daemon=True),
@@ -560,4 +563,7 @@ def _communicate(
     # which ignores channel timeouts.
     if not channel.status_event.wait(max(0.1, deadline - time.monotonic())):
         return b"".join(out), b"".join(err), None
+    # The caller closes the channel next: the feeder must be done with it first (it can
+    # lag behind a command that exited without reading stdin, on a loaded machine).
+    threads[2].join(max(0.1, deadline - time.monotonic()))
     return b"".join(out), b"".join(err), channel.recv_exit_status()
