@@ -351,8 +351,10 @@ def _method() -> list[str]:
         "in the window as `ssh_connections_all`). Ansible's are every connection with the "
         "client key in the window: run the bench on an otherwise idle lab.",
         "- The Ansible playbook is `bench/ansible/health-check.yml` (ansible-core only): each "
-        "tenant is an inventory host whose `ansible_host` is its server; forks = omni's "
-        "default parallelism (the sum of the hosts' `concurrency`), SSH pipelining and "
+        "tenant is an inventory host whose `ansible_host` is its server; forks = the sum of "
+        "the hosts' `concurrency` (8 on the lab), while omni's health-check runs up to each "
+        "host's `check_concurrency` (16) at once, a difference in omni's favour that the "
+        "table does not correct for; SSH pipelining and "
         "ControlPersist on, no fact gathering, host keys checked against a known_hosts "
         "written from the inventory's pinned keys. Its config check compares sha256 sums "
         "taken right after omni's own health-check passed (it cannot render omni's "
@@ -361,15 +363,14 @@ def _method() -> list[str]:
         "- Everything runs on one machine: client, both hosts, Postgres, Docker and Pebble "
         "share its cores, so parallel work competes with the servers it talks to. Real "
         "servers add network round trips.",
-        "- Stand-in databases hold one small table the bench adds (`bench_standin`): omni's "
-        "dump check refuses a dump with no entries (`omni/tenant/dumps.py: verify_dump`), "
-        "so a tenant with an empty database can be neither backed up nor destroyed.",
+        "- Stand-in databases hold one small table the bench adds (`bench_standin`), so "
+        "their dumps and backups carry rows.",
         "- `backup --all` runs over the real Medusa tenants only (the stand-ins' databases "
         "are nearly empty, so their throughput would say nothing).",
         "",
-        "Not measured here: tenant create step by step against the irreducible server work, "
-        "and the template-database create path (issue 12, item 1 and its second part: "
-        "another branch); profiles of the targets missed.",
+        "Tenant create step by step against the irreducible server work, the "
+        "template-database path and the profiles of the targets missed are in their own "
+        "sections of this file (`make bench-create`, and the notes after this section).",
         "",
     ]
 
