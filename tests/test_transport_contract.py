@@ -265,8 +265,10 @@ def test_run_is_done_with_stdin_before_it_closes_the_channel(
     # referred to nonexistent channel"): run() must be done with stdin before closing.
     import paramiko
 
+    import omni.transport.ssh as ssh
+
     events: list[tuple[str, int]] = []
-    eof, close = paramiko.Channel.shutdown_write, paramiko.Channel.close
+    eof, close = ssh.send_eof, paramiko.Channel.close
 
     def lagging_eof(channel: paramiko.Channel) -> None:
         time.sleep(0.3)
@@ -277,12 +279,12 @@ def test_run_is_done_with_stdin_before_it_closes_the_channel(
         events.append(("close", id(channel)))
         close(channel)
 
-    monkeypatch.setattr(paramiko.Channel, "shutdown_write", lagging_eof)
+    monkeypatch.setattr(ssh, "send_eof", lagging_eof)
     monkeypatch.setattr(paramiko.Channel, "close", recorded_close)
     transport = _ssh_transport(dev_host)
     try:
         for _ in range(2):
-            assert transport.run(["true"], stdin=b"never read").ok
+            assert transport.run(["true"]).ok
         fed = [channel for what, channel in events if what == "eof"]
         assert len(fed) == 2
         for channel in fed:

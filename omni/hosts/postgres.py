@@ -33,21 +33,29 @@ if TYPE_CHECKING:
 _MAX_SOCKET_DIR = 80
 
 
-def _pump(source: Stream | socket.socket, sink: Stream | socket.socket) -> None:
+def _pump(
+    source: Stream | socket.socket, sink: Stream | socket.socket, ended: threading.Lock
+) -> None:
     try:
         while data := source.recv(65536):
             sink.sendall(data)
     except (OSError, EOFError):
         pass
     finally:
-        # Either side ending ends the pair: Postgres speaks request/response. shutdown()
-        # first: a bare close() neither wakes the other pump blocked in recv() on the same
-        # socket nor sends EOF to psycopg, which would then wait forever for an answer.
-        for end in (sink, source):
-            with contextlib.suppress(OSError, EOFError, AttributeError):
-                end.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-            with contextlib.suppress(OSError, EOFError):
-                end.close()
+        # Either side ending ends the pair (Postgres speaks request/response), torn down
+        # once, by the first pump to stop. The local socket is shut down first: a bare
+        # close() neither wakes the other pump blocked in recv() on it nor sends EOF to
+        # psycopg, which would then wait forever. The SSH channel is only closed: paramiko
+        # sends a shutdown's EOF after releasing the channel's lock, so a CLOSE answering
+        # the server's can overtake it, and sshd drops the whole connection for an EOF on
+        # a channel it has freed. close() sends EOF and CLOSE together, in order.
+        if ended.acquire(blocking=False):
+            for end in (sink, source):
+                if isinstance(end, socket.socket):
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError, EOFError):
+                    end.close()
 
 
 def _private_dir() -> str:
@@ -100,8 +108,9 @@ class PortForward:
                 self.last_error = str(exc)
                 client.close()
                 continue
-            threading.Thread(target=_pump, args=(client, remote), daemon=True).start()
-            threading.Thread(target=_pump, args=(remote, client), daemon=True).start()
+            ended = threading.Lock()
+            threading.Thread(target=_pump, args=(client, remote, ended), daemon=True).start()
+            threading.Thread(target=_pump, args=(remote, client, ended), daemon=True).start()
 
     def close(self) -> None:
         """Stop accepting and remove the socket and its directory; idempotent."""

@@ -30,7 +30,7 @@ import stat as stat_module
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from omni.errors import (
     AuthenticationFailed,
@@ -488,6 +488,23 @@ class SSHTransport:
 _CHANNEL_OPEN_SECONDS = 30.0
 
 
+def send_eof(channel: paramiko.Channel) -> None:
+    """EOF on ``channel`` unless it is closed, sent while holding the channel's lock.
+
+    paramiko's ``shutdown_write`` sends the EOF after releasing the lock, so the CLOSE its
+    transport thread sends on the server's CLOSE can overtake it; sshd then drops the whole
+    connection for an EOF on a channel it has freed ("ieof packet referred to nonexistent
+    channel"). Holding the lock makes that CLOSE wait for the EOF.
+    """
+    internals: Any = channel  # paramiko's own channel lock and EOF message, as it uses them
+    with internals.lock:
+        if channel.closed:
+            return
+        message = internals._send_eof()
+        if message is not None:
+            internals.transport._send_user_message(message)
+
+
 def _quiet_paramiko() -> None:
     """Silence paramiko's own tracebacks (we report its errors ourselves), unless verbose.
 
@@ -542,10 +559,7 @@ def _communicate(
         with contextlib.suppress(*expected):
             if stdin:
                 channel.sendall(stdin)
-            # paramiko sends EOF even on a channel already closed, and sshd answers an EOF
-            # for a channel it has freed by dropping the whole connection.
-            if not channel.closed:
-                channel.shutdown_write()
+            send_eof(channel)
 
     threads = [
         threading.Thread(target=pump, args=(channel.recv, out), daemon=True),
