@@ -38,7 +38,7 @@ lint: venv
 
 # Benchmarks measure and report (bench/RESULTS.md, bench/results.json, README); they never
 # fail on a time. `make bench` = single commands, then the fleet; the full fleet run (N = 10,
-# 100, 300 tenants, Ansible beside omni) takes 1.5-2 hours: BENCH_FLEET_ARGS narrows it.
+# 100, 300 tenants, Ansible beside omni) took 42 minutes on the lab: BENCH_FLEET_ARGS narrows it.
 BENCH_FLEET_ARGS ?=
 
 bench: lab
